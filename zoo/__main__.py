@@ -1,0 +1,79 @@
+"""Command line of the zoo.
+
+    python -m zoo list
+    python -m zoo summary NAME [NAME ...] [--json] [--output-stride N] [--rates 6,12,18]
+                                          [--input-size N] [--num-classes N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from zoo.registry import build_model, list_models
+from zoo.stats import count_macs, head_params
+
+
+def parse_rates(text: str) -> tuple[int, ...]:
+    """Parses "6,12,18" into (6, 12, 18); argparse reports a bad value with the flag's name."""
+    try:
+        rates = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rates must be comma-separated integers, got {text!r}") from None
+    if any(r < 1 for r in rates):
+        raise argparse.ArgumentTypeError(f"rates must be positive, got {text!r}")
+    return rates
+
+
+def summarize(name: str, args: argparse.Namespace) -> dict:
+    model = build_model(
+        name,
+        num_classes=args.num_classes,
+        input_size=args.input_size,
+        output_stride=args.output_stride,
+        rates=args.rates,
+    )
+    return {
+        "name": name,
+        "params": int(model.count_params()),
+        "head_params": head_params(model),
+        "macs": count_macs(model),
+        "input_size": args.input_size,
+        "output_stride": args.output_stride,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zoo", description="KSAC edge model zoo.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="print the model names, one a line")
+    summary = commands.add_parser(
+        "summary", help="print parameters, head parameters and multiply-accumulates of models"
+    )
+    summary.add_argument("names", nargs="+", metavar="NAME", help="model names (see `python -m zoo list`)")
+    summary.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
+    summary.add_argument("--output-stride", type=int, default=16, choices=(8, 16, 32))
+    summary.add_argument("--rates", type=parse_rates, default=None, help="atrous rates, e.g. 6,12,18")
+    summary.add_argument("--input-size", type=int, default=513, help="square input side (default 513)")
+    summary.add_argument("--num-classes", type=int, default=21, help="classes, background included (21)")
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        print("\n".join(list_models()))
+        return 0
+    unknown = [n for n in args.names if n not in list_models()]
+    if unknown:
+        parser.error(f"unknown model {', '.join(unknown)}; valid models: {', '.join(list_models())}")
+    rows = [summarize(name, args) for name in args.names]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'model':<20} {'params':>12} {'head params':>12} {'GMACs':>8}  (input {args.input_size}, OS {args.output_stride})")
+        for row in rows:
+            print(f"{row['name']:<20} {row['params']:>12,} {row['head_params']:>12,} {row['macs'] / 1e9:>8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Custom layers of the zoo: the shared-kernel atrous pyramid and two small helpers.
+
+Every layer here is registered with Keras so that a saved `.keras` model reloads
+with `tf_keras.models.load_model(path)` once `zoo` is imported, with no
+`custom_objects` from the user.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+PACKAGE = "ksac_zoo"
+
+# DeepLab's BatchNorm settings (decay 0.9997, epsilon 1e-5) for everything outside
+# the MobileNetV2 backbone, which keeps keras.applications' values so that its
+# ImageNet weights behave as trained.
+BN_MOMENTUM = 0.9997
+BN_EPSILON = 1e-5
+
+
+def batch_norm(name: str, sync: bool = False, **kwargs: Any) -> keras.layers.BatchNormalization:
+    """A BatchNormalization with DeepLab's defaults; `sync=True` synchronises across replicas."""
+    kwargs.setdefault("momentum", BN_MOMENTUM)
+    kwargs.setdefault("epsilon", BN_EPSILON)
+    return keras.layers.BatchNormalization(name=name, synchronized=sync, **kwargs)
+
+
+def check_rates(rates: Sequence[int]) -> tuple[int, ...]:
+    """Validates an atrous-rate tuple and returns it as a tuple of ints."""
+    try:
+        values = tuple(int(r) for r in rates)
+    except (TypeError, ValueError):
+        raise ValueError(f"rates must be a sequence of positive integers, got {rates!r}") from None
+    if not values or any(r < 1 for r in values) or any(float(r) != int(r) for r in rates):
+        raise ValueError(f"rates must be a non-empty sequence of positive integers, got {rates!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"rates must not repeat a value, got {rates!r}")
+    return values
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class SharedAtrousConv2D(keras.layers.Layer):
+    """Kernel-Sharing Atrous Convolution (KSAC) pyramid: one 3x3 kernel, many rates.
+
+    Computes `sum_r ReLU(BN_r(conv(x, K, dilation=r)))` (the paper's Algorithm 1):
+    ONE kernel `K` is applied at every rate; each rate has its own BatchNorm and
+    ReLU; the branch outputs are summed. Adding a rate adds a BatchNorm (4 x filters
+    weights) and no convolution weights.
+
+    The BatchNorm scales (gamma) are constrained to be non-negative by default. A
+    positive per-channel scale folded into the kernel leaves its int8 values
+    unchanged, so every branch of the int8 export can read the same int8 buffer;
+    a negative scale flips the sign of that channel and would break the sharing
+    (see `convert/ksac_export.py` for the fallback used when it happens anyway).
+
+    Args:
+        filters: output channels (256 in the paper).
+        rates: atrous rates, e.g. `(6, 12, 18)` or `(1, 6, 12, 18, 24)`.
+        kernel_size: spatial size of the shared kernel (3).
+        non_negative_scale: constrain every branch's BatchNorm gamma to be >= 0.
+        sync_batchnorm: synchronise BatchNorm statistics across replicas.
+        kernel_regularizer: optional regulariser of the shared kernel.
+
+    Example:
+    >>> layer = SharedAtrousConv2D(filters=8, rates=(1, 2, 3))
+    >>> layer(tf.zeros([1, 17, 17, 4])).shape
+    TensorShape([1, 17, 17, 8])
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        rates: Sequence[int] = (6, 12, 18),
+        kernel_size: int = 3,
+        non_negative_scale: bool = True,
+        sync_batchnorm: bool = False,
+        kernel_regularizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.rates = check_rates(rates)
+        self.kernel_size = int(kernel_size)
+        self.non_negative_scale = bool(non_negative_scale)
+        self.sync_batchnorm = bool(sync_batchnorm)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        constraint = keras.constraints.NonNeg() if self.non_negative_scale else None
+        self.batch_norms = [
+            batch_norm(f"bn_rate{rate}", sync=self.sync_batchnorm, gamma_constraint=constraint)
+            for rate in self.rates
+        ]
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        in_channels = int(input_shape[-1])
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.kernel_size, self.kernel_size, in_channels, self.filters),
+            initializer=keras.initializers.HeNormal(),
+            regularizer=self.kernel_regularizer,
+            trainable=True,
+        )
+        branch_shape = tf.TensorShape(input_shape)[:-1].concatenate([self.filters])
+        for bn in self.batch_norms:
+            with tf.name_scope(bn.name):
+                bn.build(branch_shape)
+        super().build(input_shape)
+
+    def branch_conv(self, inputs: tf.Tensor, rate: int) -> tf.Tensor:
+        """The shared kernel applied at one rate, before its BatchNorm."""
+        return tf.nn.conv2d(inputs, self.kernel, strides=1, padding="SAME", dilations=rate)
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        outputs = None
+        for rate, bn in zip(self.rates, self.batch_norms):
+            branch = tf.nn.relu(bn(self.branch_conv(inputs, rate), training=training))
+            outputs = branch if outputs is None else outputs + branch
+        return outputs
+
+    def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
+        return tf.TensorShape(input_shape)[:-1].concatenate([self.filters])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            rates=list(self.rates),
+            kernel_size=self.kernel_size,
+            non_negative_scale=self.non_negative_scale,
+            sync_batchnorm=self.sync_batchnorm,
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+        )
+        return config
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class ResizeToMatch(keras.layers.Layer):
+    """Bilinearly resizes `inputs[0]` to the spatial size of `inputs[1]`.
+
+    Used for the image-pooling branch, the decoder and the final upsampling to
+    the input resolution; unlike `keras.layers.Resizing` it needs no fixed size.
+
+    Example:
+    >>> ResizeToMatch()([tf.zeros([1, 4, 4, 2]), tf.zeros([1, 9, 7, 3])]).shape
+    TensorShape([1, 9, 7, 2])
+    """
+
+    def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
+        source, reference = inputs
+        static = reference.shape[1:3]
+        size = static if None not in static else tf.shape(reference)[1:3]
+        return tf.image.resize(source, size, method="bilinear")
+
+    def compute_output_shape(self, input_shapes: Sequence[tf.TensorShape]) -> tf.TensorShape:
+        source, reference = (tf.TensorShape(s) for s in input_shapes)
+        return tf.TensorShape([source[0], reference[1], reference[2], source[3]])
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class ModelDescription(keras.layers.Layer):
+    """Identity layer that carries the model's description in its config.
+
+    The description (name, backbone, head, rates, output stride, input size,
+    classes, label names, input normalisation) is saved and reloaded with the
+    model, so later steps (training, export, benchmarks) never ask for it again.
+    Read it with `zoo.describe(model)`.
+    """
+
+    def __init__(self, description: dict[str, Any], **kwargs: Any) -> None:
+        kwargs.setdefault("name", "model_description")
+        super().__init__(**kwargs)
+        self.description = dict(description)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return inputs
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["description"] = self.description
+        return config

@@ -1,0 +1,145 @@
+"""The registry of named models and the one entry point, `build_model`.
+
+Adding a model is adding a row to `MODELS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import tf_keras as keras
+
+from zoo.backbones import BACKBONES
+from zoo.decoder import deeplabv3plus_decoder
+from zoo.heads import atrous_head
+from zoo.layers import ModelDescription, ResizeToMatch, check_rates
+from zoo.weights import load_backbone_weights
+
+
+class ModelSpec(NamedTuple):
+    backbone: str
+    head: str
+    decoder: bool  # default; build_model(decoder=...) overrides it
+
+
+MODELS: dict[str, ModelSpec] = {
+    "mobilenetv2_aspp": ModelSpec("mobilenetv2", "aspp", decoder=False),
+    "mobilenetv2_ksac": ModelSpec("mobilenetv2", "ksac", decoder=False),
+    "xception65_aspp": ModelSpec("xception65", "aspp", decoder=True),
+    "xception65_ksac": ModelSpec("xception65", "ksac", decoder=True),
+}
+
+# Both backbones were trained on images scaled to [-1, 1]: x = (pixel - mean) / std.
+INPUT_NORMALIZATION = {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]}
+
+VOC_LABELS = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+
+def list_models() -> list[str]:
+    """The names `build_model` accepts."""
+    return sorted(MODELS)
+
+
+def default_rates(output_stride: int) -> tuple[int, ...]:
+    """DeepLab's rates: (6, 12, 18) at output stride 16, doubled at 8, halved at 32."""
+    return tuple(r * 16 // output_stride for r in (6, 12, 18))
+
+
+def _input_shape(input_size: int | Sequence[int]) -> tuple[int, int]:
+    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if len(size) != 2 or any(int(s) < 1 for s in size):
+        raise ValueError(f"input_size must be a positive int or (height, width), got {input_size!r}")
+    return int(size[0]), int(size[1])
+
+
+def build_model(
+    name: str,
+    num_classes: int = 21,
+    input_size: int | Sequence[int] = 513,
+    output_stride: int = 16,
+    rates: Sequence[int] | None = None,
+    decoder: bool | None = None,
+    width: float = 1.0,
+    backbone_weights: str | None = None,
+    *,
+    head_filters: int = 256,
+    dropout: float = 0.1,
+    sync_batchnorm: bool = False,
+    label_names: Sequence[str] | None = None,
+) -> keras.Model:
+    """Builds a named segmentation model.
+
+    Args:
+        name: one of `list_models()`.
+        num_classes: classes predicted, background included.
+        input_size: side of the square input, or (height, width).
+        output_stride: 8, 16 or 32.
+        rates: atrous rates; default (6, 12, 18) at OS 16, doubled at OS 8.
+        decoder: add the DeepLabV3+ decoder; default per model (Xception65 yes).
+        width: backbone width multiplier.
+        backbone_weights: local `.h5` file of backbone weights, loaded by layer name.
+        head_filters: channels of the head and decoder (256 in the paper).
+        dropout: dropout after the head's projection.
+        sync_batchnorm: synchronise BatchNorm across replicas (multi-GPU training).
+        label_names: a name per class; VOC's names by default at 21 classes.
+
+    Returns:
+        A tf_keras Model from normalised images (see `describe(model)["normalization"]`)
+        to logits at the input resolution, carrying its description.
+
+    Example:
+    >>> model = build_model("mobilenetv2_ksac", input_size=129, width=0.35)
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+    spec = MODELS[name]
+    height, width_px = _input_shape(input_size)
+    rates = check_rates(rates) if rates is not None else default_rates(output_stride)
+    decoder = spec.decoder if decoder is None else bool(decoder)
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    if label_names is None:
+        label_names = VOC_LABELS if num_classes == len(VOC_LABELS) else [f"class_{i}" for i in range(num_classes)]
+    if len(label_names) != num_classes:
+        raise ValueError(f"label_names has {len(label_names)} names for {num_classes} classes")
+
+    inputs = keras.Input((height, width_px, 3), name="image")
+    features = BACKBONES[spec.backbone](inputs, output_stride=output_stride, width=width)
+    x = atrous_head(features.features, spec.head, rates, filters=head_filters, dropout=dropout, sync=sync_batchnorm)
+    if decoder:
+        x = deeplabv3plus_decoder(x, features.low_level, filters=head_filters, sync=sync_batchnorm)
+    logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
+    logits = ResizeToMatch(name="upsample_logits")([logits, inputs])
+    description = {
+        "name": name,
+        "backbone": spec.backbone,
+        "head": spec.head,
+        "decoder": decoder,
+        "rates": list(rates),
+        "output_stride": output_stride,
+        "input_size": [height, width_px],
+        "num_classes": num_classes,
+        "label_names": list(label_names),
+        "width": width,
+        "head_filters": head_filters,
+        "normalization": INPUT_NORMALIZATION,
+    }
+    outputs = ModelDescription(description)(logits)
+    model = keras.Model(inputs, outputs, name=name)
+    if backbone_weights is not None:
+        load_backbone_weights(model, backbone_weights)
+    return model
+
+
+def describe(model: keras.Model) -> dict[str, Any]:
+    """The description stored in a model built by `build_model` (raises if it has none)."""
+    for layer in reversed(model.layers):
+        if isinstance(layer, ModelDescription):
+            return dict(layer.description)
+    raise ValueError(
+        f"model {model.name!r} carries no description; build it with zoo.build_model "
+        "(or train it with training/train.py) so that later steps know its classes and input"
+    )
