@@ -10,7 +10,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from zoo.layers import ModelDescription, ResizeToMatch, SharedAtrousConv2D
-from zoo.registry import MODELS, build_model, default_rates, describe, list_models
+from zoo.registry import MODELS, build_model, default_rates, describe, list_models, update_description
 from zoo.stats import count_macs, head_params
 
 __all__ = [
@@ -24,4 +24,5 @@ __all__ = [
     "describe",
     "head_params",
     "list_models",
+    "update_description",
 ]

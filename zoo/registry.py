@@ -134,12 +134,21 @@ def build_model(
     return model
 
 
-def describe(model: keras.Model) -> dict[str, Any]:
-    """The description stored in a model built by `build_model` (raises if it has none)."""
+def _description_layer(model: keras.Model) -> ModelDescription:
     for layer in reversed(model.layers):
         if isinstance(layer, ModelDescription):
-            return dict(layer.description)
+            return layer
     raise ValueError(
         f"model {model.name!r} carries no description; build it with zoo.build_model "
         "(or train it with training/train.py) so that later steps know its classes and input"
     )
+
+
+def describe(model: keras.Model) -> dict[str, Any]:
+    """The description stored in a model built by `build_model` (raises ValueError if it has none)."""
+    return dict(_description_layer(model).description)
+
+
+def update_description(model: keras.Model, **fields: Any) -> None:
+    """Adds or replaces fields of the stored description (e.g. `data="synthetic"` after training)."""
+    _description_layer(model).description.update(fields)

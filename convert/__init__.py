@@ -1,0 +1,1 @@
+"""TFLite export: the KSAC-aware converter, flatbuffer inspection, parity checks, metadata."""

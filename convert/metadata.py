@@ -1,0 +1,68 @@
+"""The model description inside a `.tflite` file's metadata, as JSON.
+
+The flatbuffer schema has a `metadata` list of (name, buffer) pairs; we add one
+entry named `METADATA_NAME` whose buffer is the UTF-8 JSON description (model
+name, classes, label names, input normalisation, input size, output kind,
+precision). Apps and `training/evaluate.py` read it instead of asking the user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from tensorflow.lite.python import schema_py_generated as schema_fb
+from tensorflow.lite.tools import flatbuffer_utils
+
+METADATA_NAME = "ksac_zoo_description"
+
+
+def _load(model: str | bytes | bytearray) -> schema_fb.ModelT:
+    if isinstance(model, (bytes, bytearray)):
+        return flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    if not os.path.isfile(model):
+        raise FileNotFoundError(f"TFLite file not found: {model}")
+    with open(model, "rb") as f:
+        data = bytearray(f.read())
+    if data[4:8] != b"TFL3":
+        raise ValueError(f"{model} is not a TFLite flatbuffer (no TFL3 identifier)")
+    return flatbuffer_utils.read_model_from_bytearray(data)
+
+
+def with_metadata(model: schema_fb.ModelT, description: dict[str, Any]) -> schema_fb.ModelT:
+    """Stores `description` as JSON in `model` (replacing an earlier one), in place; returns `model`."""
+    payload = json.dumps(description, sort_keys=True).encode("utf-8")
+    model.metadata = [m for m in (model.metadata or []) if _name(m) != METADATA_NAME]
+    buffer = schema_fb.BufferT()
+    buffer.data = bytearray(payload)
+    model.buffers.append(buffer)
+    entry = schema_fb.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata.append(entry)
+    return model
+
+
+def add_metadata(tflite: bytes, description: dict[str, Any]) -> bytes:
+    """Returns `tflite` with `description` stored in its metadata."""
+    model = with_metadata(_load(tflite), description)
+    return flatbuffer_utils.convert_object_to_bytearray(model)
+
+
+def _name(entry: schema_fb.MetadataT) -> str:
+    name = entry.name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def read_metadata(model: str | bytes | bytearray | schema_fb.ModelT) -> dict[str, Any]:
+    """The description stored in a `.tflite` file (path or bytes); ValueError if it has none."""
+    parsed = model if isinstance(model, schema_fb.ModelT) else _load(model)
+    for entry in parsed.metadata or []:
+        if _name(entry) == METADATA_NAME:
+            return json.loads(bytes(parsed.buffers[entry.buffer].data).decode("utf-8"))
+    where = model if isinstance(model, str) else "this TFLite model"
+    raise ValueError(
+        f"{where} has no {METADATA_NAME!r} metadata; export it with convert/to_tflite.py so that it carries "
+        "its classes, input size and normalisation"
+    )
