@@ -7,6 +7,7 @@ with `tf_keras.models.load_model(path)` once `zoo` is imported, with no
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 import tensorflow as tf
@@ -171,7 +172,17 @@ class ModelDescription(keras.layers.Layer):
     def __init__(self, description: dict[str, Any], **kwargs: Any) -> None:
         kwargs.setdefault("name", "model_description")
         super().__init__(**kwargs)
-        self.description = dict(description)
+        self.description = description
+
+    # Kept as a JSON string: a dict attribute would be wrapped by Keras' object
+    # tracking (and turned into non-JSON-serialisable wrappers after loading).
+    @property
+    def description(self) -> dict[str, Any]:
+        return json.loads(self._description_json)
+
+    @description.setter
+    def description(self, value: dict[str, Any]) -> None:
+        self._description_json = json.dumps(_plain(value))
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return inputs
@@ -180,3 +191,12 @@ class ModelDescription(keras.layers.Layer):
         config = super().get_config()
         config["description"] = self.description
         return config
+
+
+def _plain(value: Any) -> Any:
+    """Plain dicts and lists from Keras' tracking wrappers, recursively."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

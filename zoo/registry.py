@@ -146,9 +146,10 @@ def _description_layer(model: keras.Model) -> ModelDescription:
 
 def describe(model: keras.Model) -> dict[str, Any]:
     """The description stored in a model built by `build_model` (raises ValueError if it has none)."""
-    return dict(_description_layer(model).description)
+    return _description_layer(model).description
 
 
 def update_description(model: keras.Model, **fields: Any) -> None:
     """Adds or replaces fields of the stored description (e.g. `data="synthetic"` after training)."""
-    _description_layer(model).description.update(fields)
+    layer = _description_layer(model)
+    layer.description = dict(layer.description, **fields)

@@ -1,0 +1,314 @@
+"""The KSAC-aware TFLite exporter: fp32, fp16 and int8 post-training quantization.
+
+`export_tflite(model, precision)` turns a zoo model into a `.tflite` flatbuffer:
+
+1. `prepare_for_export` clones the model at batch 1 with static shapes (so the
+   converter emits native dilated CONV_2D instead of SPACE_TO_BATCH_ND /
+   CONV_2D / BATCH_TO_SPACE_ND, and folds BatchNorm into ordinary convs), and
+   swaps the KSAC pyramid for its unrolled export form (`convert/ksac_export.py`)
+   so that its shared kernel is not cloned per rate.
+2. The stock `tf.lite.TFLiteConverter` converts it (int8: full-integer with
+   per-channel weights, calibrated on real preprocessed images, float32 I/O
+   unless `int8_io`).
+3. For int8, `share_pyramid_buffers` makes every pyramid conv read one buffer;
+   the model description goes into the file's metadata.
+4. Parity against the Keras model on real preprocessed images, and a report.
+
+`naive=True` converts the original model with plain `TFLiteConverter.from_keras_model`
+(dynamic batch), the comparison baseline of reports and benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from tensorflow.lite.python import schema_py_generated as schema_fb
+from tensorflow.lite.tools import flatbuffer_utils
+
+from convert import inspect as tflite_inspect
+from convert.ksac_export import FLOAT_FORM, INT8_FORM, UnrolledSharedAtrousConv2D
+from convert.metadata import with_metadata
+from zoo.layers import SharedAtrousConv2D
+from zoo.registry import describe
+
+PRECISIONS = ("fp32", "fp16", "int8")
+OUTPUTS = ("logits", "labels")
+# fp32 and fp16 files must agree with Keras on this fraction of arg-max pixels.
+PARITY_BAR = 0.999
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be done (bad option, unconvertible model)."""
+
+
+@dataclass
+class ExportResult:
+    tflite: bytes
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def parity_ok(self) -> bool:
+        """fp32/fp16 meet the arg-max parity bar; int8 only reports its agreement."""
+        agreement = self.report.get("argmax_agreement")
+        return self.report["precision"] == "int8" or agreement is None or agreement >= PARITY_BAR
+
+
+@keras.utils.register_keras_serializable(package="ksac_zoo_export")
+class LabelMap(keras.layers.Layer):
+    """Arg-max over classes as a uint8 label map (`--output labels`), for apps."""
+
+    def call(self, logits: tf.Tensor) -> tf.Tensor:
+        return tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.uint8)
+
+
+def _input_shape(model: keras.Model, input_size: int | tuple[int, int] | None) -> tuple[int, int]:
+    if input_size is None:
+        return tuple(describe(model)["input_size"])
+    if isinstance(input_size, int):
+        return (input_size, input_size)
+    return tuple(input_size)
+
+
+def prepare_for_export(
+    model: keras.Model,
+    precision: str,
+    input_size: int | tuple[int, int] | None = None,
+    output: str = "logits",
+) -> keras.Model:
+    """A batch-1, static-shape clone of `model` with the KSAC pyramid in its export form."""
+    height, width = _input_shape(model, input_size)
+    form = INT8_FORM if precision == "int8" else FLOAT_FORM
+
+    def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, SharedAtrousConv2D):
+            return UnrolledSharedAtrousConv2D(layer, form)
+        return layer.__class__.from_config(layer.get_config())
+
+    inputs = keras.Input((height, width, 3), batch_size=1, name="image")
+    clone = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_layer)
+    for layer in clone.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    if output == "labels":
+        clone = keras.Model(clone.inputs, LabelMap(name="labels")(clone.outputs[0]), name=clone.name)
+    return clone
+
+
+def negative_scale_channels(model: keras.Model) -> int:
+    """Channels of KSAC pyramids whose folded BatchNorm scale is negative (see ksac_export)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, SharedAtrousConv2D):
+            for bn in layer.batch_norms:
+                total += int(np.sum(bn.gamma.numpy() < 0))
+    return total
+
+
+def share_pyramid_buffers(model: schema_fb.ModelT, rates: list[int]) -> int:
+    """Points every KSAC pyramid conv's int8 filter at one buffer; returns how many were merged.
+
+    The int8 form makes the branches' filters identical bytes by construction
+    (the converter usually merges them itself); this makes it certain and
+    checks the construction: different bytes are an error, not a silent copy.
+    """
+    graph = model.subgraphs[0]
+    ops = tflite_inspect.pyramid_convs(model, rates)
+    filters = [graph.tensors[op.inputs[1]] for op in ops]
+    if len(filters) < 2:
+        return 0
+    first = filters[0].buffer
+    reference = bytes(model.buffers[first].data)
+    merged = 0
+    for tensor in filters[1:]:
+        if tensor.buffer == first:
+            continue
+        if bytes(model.buffers[tensor.buffer].data) != reference:
+            raise ExportError(
+                "KSAC pyramid branches quantized to different int8 kernels; the shared kernel "
+                "cannot be stored once (this is a bug in convert/ksac_export.py)"
+            )
+        model.buffers[tensor.buffer].data = None
+        tensor.buffer = first
+        merged += 1
+    return merged
+
+
+def _converter(keras_model: keras.Model, precision: str, representative: Callable | None, int8_io: bool):
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    return converter
+
+
+def eval_images(data: str, split: str, size: tuple[int, int], normalization: dict, count: int) -> Iterator[np.ndarray]:
+    """Up to `count` images of `data`/`split`, preprocessed exactly as evaluation does."""
+    from training.datasets import open_dataset  # training imports convert lazily too
+    from training.preprocess import eval_inputs
+
+    dataset = open_dataset(data, split)
+    for i, (image, _) in enumerate(dataset):
+        if i >= count:
+            return
+        yield eval_inputs(image, None, size, normalization)[0]
+
+
+def run_tflite(tflite: bytes, images: list[np.ndarray]) -> list[np.ndarray]:
+    """Runs a batch-1 `.tflite` on each image with LiteRT; returns the raw outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite)
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]
+    target = interpreter.get_output_details()[0]
+    outputs = []
+    for image in images:
+        x = image[None].astype(np.float32)
+        if source["dtype"] != np.float32:
+            scale, zero = source["quantization"]
+            x = np.clip(np.round(x / scale + zero), -128, 127).astype(source["dtype"])
+        interpreter.set_tensor(source["index"], x)
+        interpreter.invoke()
+        y = interpreter.get_tensor(target["index"])[0]
+        if target["dtype"] == np.int8:
+            scale, zero = target["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        outputs.append(y)
+    return outputs
+
+
+def parity(model: keras.Model, tflite: bytes, images: list[np.ndarray], output: str) -> dict[str, Any]:
+    """Arg-max agreement (fraction of pixels) and max |logit difference| against Keras."""
+    reference = [model(image[None], training=False).numpy()[0] for image in images]
+    produced = run_tflite(tflite, images)
+    agree = total = 0
+    max_diff = 0.0
+    for ref, out in zip(reference, produced):
+        labels = out if output == "labels" else out.argmax(-1)
+        agree += int(np.sum(ref.argmax(-1) == labels))
+        total += labels.size
+        if output == "logits":
+            max_diff = max(max_diff, float(np.max(np.abs(ref - out))))
+    return {
+        "argmax_agreement": agree / total if total else None,
+        "max_abs_diff": max_diff if output == "logits" else None,
+        "parity_images": len(images),
+    }
+
+
+def export_tflite(
+    model: keras.Model,
+    precision: str = "fp32",
+    *,
+    naive: bool = False,
+    calibration: str | None = None,
+    calibration_steps: int = 100,
+    input_size: int | tuple[int, int] | None = None,
+    output: str = "logits",
+    int8_io: bool = False,
+    check_parity: bool = True,
+    parity_images: int = 8,
+    log: Callable[[str], None] = lambda message: None,
+) -> ExportResult:
+    """Converts a zoo model to a `.tflite` flatbuffer and reports on it.
+
+    Args:
+        model: a model from `zoo.build_model` or `training/train.py` (it must carry a description).
+        precision: "fp32", "fp16" or "int8" (full-integer post-training quantization).
+        naive: convert with plain `TFLiteConverter.from_keras_model` instead (baseline).
+        calibration: data spec for int8 calibration and parity images; default the
+            data the model was trained on (its description's `data`), else "synthetic".
+        calibration_steps: calibration images for int8.
+        input_size: export at this input size instead of the model's.
+        output: "logits" (float class scores at the input resolution) or "labels"
+            (uint8 arg-max label map).
+        int8_io: int8 input and output tensors (default float32 I/O, also in int8).
+        check_parity: run the file and the Keras model on real images and compare.
+        parity_images: images used for that comparison.
+        log: called with progress messages.
+
+    Returns:
+        ExportResult with the file's bytes and the report (precision, bytes, params,
+        ops, weight_buffers, shared_kernel_buffers, argmax_agreement, max_abs_diff, ...).
+    """
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if output not in OUTPUTS:
+        raise ExportError(f"unknown output {output!r}; valid: {', '.join(OUTPUTS)}")
+    description = describe(model)
+    size = _input_shape(model, input_size)
+    data = calibration or description.get("data") or "synthetic"
+    normalization = description["normalization"]
+    started = time.perf_counter()
+
+    if naive:
+        if output != "logits" or size != tuple(description["input_size"]):
+            raise ExportError("the naive baseline converts the model as it is: logits output at its own input size")
+        export_model = model
+    else:
+        export_model = prepare_for_export(model, precision, size, output)
+
+    representative = None
+    if precision == "int8":
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            for i, image in enumerate(eval_images(data, "train", size, normalization, calibration_steps)):
+                log(f"calibrating {i + 1}/{calibration_steps}")
+                yield [image[None].astype(np.float32)]
+
+    log(f"converting {description['name']} to {precision} ({'naive' if naive else 'ksac-aware'})")
+    converter = _converter(export_model, precision, representative, int8_io)
+    try:
+        converted = converter.convert()
+    except Exception as error:  # the converter raises many types; name the step that failed
+        raise ExportError(f"TFLite conversion of {description['name']} to {precision} failed: {error}") from error
+
+    flatbuffer = flatbuffer_utils.read_model_from_bytearray(bytearray(converted))
+    rates = description.get("rates") or []
+    if precision == "int8" and description["head"] == "ksac" and not naive:
+        share_pyramid_buffers(flatbuffer, rates)
+    file_description = dict(description, precision=precision, output=output, input_size=list(size),
+                            exporter="naive" if naive else "ksac-aware", data=data)  # fmt: skip
+    with_metadata(flatbuffer, file_description)
+    tflite = flatbuffer_utils.convert_object_to_bytearray(flatbuffer)
+
+    report: dict[str, Any] = {
+        "model": description["name"],
+        "exporter": "naive" if naive else "ksac-aware",
+        "precision": precision,
+        "output": output,
+        "input_size": list(size),
+        "bytes": len(tflite),
+        "params": int(model.count_params()),
+        "ops": tflite_inspect.op_histogram(flatbuffer),
+        "weight_buffers": tflite_inspect.weight_buffers(flatbuffer)["count"],
+        "weight_bytes": tflite_inspect.weight_buffers(flatbuffer)["bytes"],
+    }
+    if description["head"] == "ksac":
+        report["shared_kernel_buffers"] = len(tflite_inspect.pyramid_buffers(flatbuffer, rates))
+        report["negative_scale_channels"] = negative_scale_channels(model)
+    report["convert_seconds"] = round(time.perf_counter() - started, 2)
+    if check_parity:
+        log(f"checking parity on {parity_images} {data} val images")
+        images = list(eval_images(data, "val", size, normalization, parity_images))
+        if naive or size != tuple(description["input_size"]):
+            reference = prepare_for_export(model, "fp32", size) if not naive else model
+        else:
+            reference = model
+        report.update(parity(reference, tflite, images, output))
+    else:
+        report.update(argmax_agreement=None, max_abs_diff=None)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return ExportResult(tflite=tflite, report=report)

@@ -1,0 +1,147 @@
+"""Flatbuffer inspection of `.tflite` files: op histogram, weight buffers, the KSAC pyramid.
+
+    python -m convert.inspect FILE.tflite [--json]
+
+prints the embedded model description, the op histogram and weight-buffer statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from tensorflow.lite.python import schema_py_generated as schema_fb
+from tensorflow.lite.tools import flatbuffer_utils
+
+from convert.metadata import METADATA_NAME, read_metadata
+
+_OP_NAMES = {code: name for name, code in vars(schema_fb.BuiltinOperator).items() if not name.startswith("_")}
+_TYPE_NAMES = {code: name for name, code in vars(schema_fb.TensorType).items() if not name.startswith("_")}
+
+
+def load_model(tflite: bytes | bytearray | str) -> schema_fb.ModelT:
+    """Parses a `.tflite` file (path or bytes) into the flatbuffer object API."""
+    if isinstance(tflite, str):
+        with open(tflite, "rb") as f:
+            tflite = f.read()
+    return flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+
+
+def op_name(model: schema_fb.ModelT, op: schema_fb.OperatorT) -> str:
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    return _OP_NAMES.get(builtin, f"OP_{builtin}") if builtin != schema_fb.BuiltinOperator.CUSTOM else code.customCode
+
+
+def op_histogram(model: schema_fb.ModelT) -> dict[str, int]:
+    """Op name -> count over every subgraph."""
+    counts = Counter(op_name(model, op) for graph in model.subgraphs for op in graph.operators)
+    return dict(sorted(counts.items()))
+
+
+def _metadata_buffers(model: schema_fb.ModelT) -> set[int]:
+    return {entry.buffer for entry in model.metadata or []}
+
+
+def weight_buffers(model: schema_fb.ModelT) -> dict[str, Any]:
+    """Buffers holding constant tensor data (weights, biases): count, bytes, and bytes per type."""
+    skip = _metadata_buffers(model)
+    by_type: Counter = Counter()
+    used = set()
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            data = model.buffers[tensor.buffer].data if tensor.buffer else None
+            if tensor.buffer in skip or data is None or len(data) == 0 or tensor.buffer in used:
+                continue
+            used.add(tensor.buffer)
+            by_type[_TYPE_NAMES.get(tensor.type, str(tensor.type))] += len(data)
+    return {"count": len(used), "bytes": int(sum(by_type.values())), "bytes_by_type": dict(by_type)}
+
+
+def filter_buffer(model: schema_fb.ModelT, graph: schema_fb.SubGraphT, tensor_index: int) -> int:
+    """The buffer behind a conv's filter input, looking through a DEQUANTIZE (fp16 weights)."""
+    producers = {out: op for op in graph.operators for out in op.outputs}
+    op = producers.get(tensor_index)
+    if op is not None and op_name(model, op) == "DEQUANTIZE":
+        tensor_index = op.inputs[0]
+    return graph.tensors[tensor_index].buffer
+
+
+def pyramid_convs(model: schema_fb.ModelT, rates: list[int]) -> list[schema_fb.OperatorT]:
+    """The 3x3 CONV_2D ops of an atrous pyramid: those reading one input at the given rates.
+
+    Branches of a pyramid all read the backbone features, so the convs are grouped
+    by input tensor; the group whose dilations are exactly `rates` is the pyramid.
+    """
+    graph = model.subgraphs[0]
+    groups: dict[int, list] = {}
+    for op in graph.operators:
+        if op_name(model, op) != "CONV_2D":
+            continue
+        shape = list(graph.tensors[op.inputs[1]].shape)
+        if len(shape) == 4 and shape[1:3] == [3, 3]:
+            groups.setdefault(op.inputs[0], []).append(op)
+    for ops in groups.values():
+        if sorted(op.builtinOptions.dilationHFactor for op in ops) == sorted(rates):
+            return ops
+    return []
+
+
+def pyramid_buffers(model: schema_fb.ModelT, rates: list[int]) -> list[int]:
+    """Distinct buffers read as filters by the pyramid convs (1 when the kernel is shared)."""
+    graph = model.subgraphs[0]
+    return sorted({filter_buffer(model, graph, op.inputs[1]) for op in pyramid_convs(model, rates)})
+
+
+def summarize(tflite: bytes | str) -> dict[str, Any]:
+    """Description, op histogram and buffer statistics of a `.tflite` file."""
+    model = load_model(tflite)
+    try:
+        description = read_metadata(model)
+    except ValueError:
+        description = None
+    summary = {
+        "bytes": len(tflite) if not isinstance(tflite, str) else None,
+        "description": description,
+        "ops": op_histogram(model),
+        "weight_buffers": weight_buffers(model),
+    }
+    if description and description.get("rates"):
+        summary["pyramid_kernel_buffers"] = len(pyramid_buffers(model, description["rates"]))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convert.inspect", description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", help=".tflite file to inspect")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.file, "rb") as f:
+            data = f.read()
+        summary = summarize(data)
+    except (OSError, ValueError) as error:
+        print(f"error: cannot inspect {args.file}: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{args.file}: {summary['bytes']:,} bytes")
+    print(f"description ({METADATA_NAME}):")
+    print(json.dumps(summary["description"], indent=2) if summary["description"] else "  none")
+    print("ops:")
+    for name, count in summary["ops"].items():
+        print(f"  {name:<24} {count}")
+    buffers = summary["weight_buffers"]
+    print(f"weight buffers: {buffers['count']} holding {buffers['bytes']:,} bytes {buffers['bytes_by_type']}")
+    if "pyramid_kernel_buffers" in summary:
+        print(f"atrous pyramid kernel buffers: {summary['pyramid_kernel_buffers']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

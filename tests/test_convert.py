@@ -1,0 +1,186 @@
+"""The KSAC-aware TFLite export: sharing, op rules, parity, metadata, the command line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+from benchmarks.models import randomize_batchnorm
+from convert.export import ExportError, export_tflite, run_tflite
+from convert.inspect import load_model, pyramid_convs
+from convert.metadata import read_metadata
+from zoo import build_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 65
+FAST = dict(calibration_steps=4, parity_images=2)
+
+
+def small_model(name, seed=0, **overrides):
+    keras.utils.set_random_seed(seed)
+    model = build_model(name, input_size=SIZE, width=0.35, head_filters=16, **overrides)
+    randomize_batchnorm(model, seed)
+    return model
+
+
+def no_space_to_batch(report):
+    return report["ops"].get("SPACE_TO_BATCH_ND", 0) == 0 and report["ops"].get("BATCH_TO_SPACE_ND", 0) == 0
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2_ksac", "mobilenetv2_aspp", "xception65_ksac", "xception65_aspp"])
+def test_fp32_export_rules_and_parity(name):
+    report = export_tflite(small_model(name), "fp32", **FAST).report
+    assert no_space_to_batch(report)
+    assert report["argmax_agreement"] >= 0.999 and report["max_abs_diff"] < 1e-3
+    if name.endswith("ksac"):
+        assert report["shared_kernel_buffers"] == 1
+        assert report["negative_scale_channels"] == 0
+    else:
+        assert "shared_kernel_buffers" not in report
+
+
+@pytest.mark.parametrize("name, precision", [("mobilenetv2_ksac", "int8"), ("xception65_ksac", "int8"),
+                                             ("mobilenetv2_ksac", "fp16")])  # fmt: skip
+def test_quantized_ksac_reads_one_kernel_buffer(name, precision):
+    result = export_tflite(small_model(name), precision, **FAST)
+    assert result.report["shared_kernel_buffers"] == 1
+    assert no_space_to_batch(result.report)
+    if precision == "int8":
+        flatbuffer = load_model(result.tflite)
+        graph = flatbuffer.subgraphs[0]
+        conv_weights = [graph.tensors[op.inputs[1]] for op in graph.operators
+                        if flatbuffer.operatorCodes[op.opcodeIndex].builtinCode == 3]  # fmt: skip
+        assert all(t.type == 9 for t in conv_weights)  # every CONV_2D filter is int8
+    else:
+        assert result.report["argmax_agreement"] >= 0.99
+
+
+def test_rate_branches_keep_their_own_int8_scales():
+    rates = [1, 6, 12, 18, 24]
+    result = export_tflite(small_model("mobilenetv2_ksac", rates=rates), "int8", **FAST)
+    flatbuffer = load_model(result.tflite)
+    graph = flatbuffer.subgraphs[0]
+    filters = [graph.tensors[op.inputs[1]] for op in pyramid_convs(flatbuffer, rates)]
+    assert len(filters) == 5 and len({t.buffer for t in filters}) == 1
+    assert result.report["shared_kernel_buffers"] == 1
+    # Five branches, five sets of per-channel scales (their BatchNorms), over one int8 buffer.
+    assert len({tuple(np.round(t.quantization.scale, 9)) for t in filters}) == 5
+
+
+def test_negative_batchnorm_scales_keep_the_kernel_shared():
+    model = small_model("mobilenetv2_ksac")
+    pyramid = model.get_layer("head_ksac")
+    for bn in pyramid.batch_norms:
+        gamma = bn.gamma.numpy()
+        gamma[::3] *= -1  # bypasses the layer's non-negative constraint, as a hand-edited model would
+        bn.gamma.assign(gamma)
+    for precision in ("fp32", "int8"):
+        report = export_tflite(model, precision, **FAST).report
+        assert report["shared_kernel_buffers"] == 1
+        assert report["negative_scale_channels"] == 3 * len(range(0, 16, 3))
+        if precision == "fp32":
+            assert report["argmax_agreement"] >= 0.999 and report["max_abs_diff"] < 1e-3
+
+
+def test_metadata_round_trip_and_labels_output():
+    model = small_model("mobilenetv2_ksac", num_classes=5, label_names=["bg", "a", "b", "c", "d"])
+    logits = export_tflite(model, "fp32", **FAST)
+    labels = export_tflite(model, "fp32", output="labels", **FAST)
+    meta = read_metadata(labels.tflite)
+    assert meta["name"] == "mobilenetv2_ksac" and meta["num_classes"] == 5
+    assert meta["label_names"] == ["bg", "a", "b", "c", "d"]
+    assert meta["output"] == "labels" and meta["precision"] == "fp32" and meta["input_size"] == [SIZE, SIZE]
+    assert meta["normalization"]["mean"] == [127.5] * 3
+    image = np.random.default_rng(0).uniform(-1, 1, (SIZE, SIZE, 3)).astype(np.float32)
+    label_map = run_tflite(labels.tflite, [image])[0]
+    assert label_map.dtype == np.uint8 and label_map.shape == (SIZE, SIZE)
+    np.testing.assert_array_equal(label_map, run_tflite(logits.tflite, [image])[0].argmax(-1))
+    assert labels.report["argmax_agreement"] >= 0.999
+
+
+def test_export_at_another_input_size():
+    result = export_tflite(small_model("mobilenetv2_ksac"), "fp32", input_size=97, **FAST)
+    assert read_metadata(result.tflite)["input_size"] == [97, 97]
+    assert result.report["argmax_agreement"] >= 0.999
+
+
+def test_full_size_ksac_file_is_at_most_70_percent_of_aspp():
+    sizes = {}
+    for name in ("mobilenetv2_ksac", "mobilenetv2_aspp"):
+        keras.utils.set_random_seed(0)
+        model = build_model(name, input_size=SIZE)
+        randomize_batchnorm(model, 0)
+        for precision in ("fp32", "int8"):
+            sizes[name, precision] = export_tflite(model, precision, check_parity=False, calibration_steps=2).report["bytes"]
+    for precision in ("fp32", "int8"):
+        assert sizes["mobilenetv2_ksac", precision] / sizes["mobilenetv2_aspp", precision] <= 0.70
+
+
+def test_bad_options_are_rejected():
+    model = small_model("mobilenetv2_ksac")
+    with pytest.raises(ExportError, match="precision"):
+        export_tflite(model, "int4")
+    with pytest.raises(ExportError, match="output"):
+        export_tflite(model, "fp32", output="probabilities")
+
+
+def to_tflite(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "convert", "to_tflite.py"), *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A run folder as train.py leaves it: runs/latest/model.keras."""
+    root = tmp_path_factory.mktemp("project")
+    os.makedirs(root / "runs" / "latest")
+    small_model("mobilenetv2_ksac").save(str(root / "runs" / "latest" / "model.keras"))
+    return root
+
+
+def test_cli_default_model_path_json_and_inspect(trained_run):
+    result = to_tflite("--calibration-steps", "2", "--parity-images", "1", "--json", "report.json", "--int8",
+                       cwd=trained_run)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = trained_run / "runs" / "latest" / "model_int8.tflite"
+    assert out.is_file()
+    report = json.loads((trained_run / "report.json").read_text())
+    for key in ("precision", "bytes", "params", "ops", "weight_buffers", "shared_kernel_buffers",
+                "argmax_agreement", "max_abs_diff"):  # fmt: skip
+        assert key in report
+    assert report["precision"] == "int8" and report["shared_kernel_buffers"] == 1
+    assert report["bytes"] == out.stat().st_size
+    shown = subprocess.run([sys.executable, "-m", "convert.inspect", str(out)], capture_output=True, text=True,
+                           cwd=ROOT, timeout=120)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "mobilenetv2_ksac" in shown.stdout and "CONV_2D" in shown.stdout and "weight buffers" in shown.stdout
+
+
+def test_cli_compare_naive(trained_run):
+    result = to_tflite("--compare-naive", "--parity-images", "1", "--out", "naive_cmp.tflite", "--json", "cmp.json",
+                       cwd=trained_run)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((trained_run / "cmp.json").read_text())
+    assert report["naive"]["exporter"] == "naive" and report["naive"]["ops"].get("SPACE_TO_BATCH_ND", 0) > 0
+    assert report["bytes"] < report["naive"]["bytes"]
+    assert "naive" in result.stdout
+
+
+def test_cli_errors(tmp_path, trained_run):
+    missing = to_tflite("--model", str(tmp_path / "nope.keras"))
+    assert missing.returncode != 0 and "nope.keras" in missing.stderr
+    no_default = to_tflite(cwd=tmp_path)
+    assert no_default.returncode != 0 and "runs/latest/model.keras" in no_default.stderr
+
+    plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)])
+    plain.save(str(tmp_path / "plain.keras"))
+    undescribed = to_tflite("--model", str(tmp_path / "plain.keras"), "--out", str(tmp_path / "x.tflite"))
+    assert undescribed.returncode != 0 and "description" in undescribed.stderr
+    assert not (tmp_path / "x.tflite").exists()
+
+    both = to_tflite("--fp16", "--int8", cwd=trained_run)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
