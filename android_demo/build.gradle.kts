@@ -1,0 +1,5 @@
+// Top-level build file: plugin versions only; each module applies what it needs.
+plugins {
+    id("com.android.application") version "8.5.2" apply false
+    id("org.jetbrains.kotlin.android") version "1.9.24" apply false
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Copies an exported model into the Android app's assets, with its metadata beside it.
+
+    python android_demo/prepare_assets.py --model runs/latest/model_int8.tflite
+
+writes `android_demo/app/src/main/assets/model.tflite` and `model.json` (the description embedded
+in the `.tflite` file: input size, normalisation, label names, output kind, precision). The app reads
+`model.json` instead of hard-coding any of it. Both files are git-ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+
+from android_demo.model_files import resolve_model, read_description  # noqa: E402
+from zoo.files import atomic_write_bytes, atomic_write_text  # noqa: E402
+
+DEFAULT_ASSETS = Path(__file__).resolve().parent / "app" / "src" / "main" / "assets"
+
+
+def prepare_assets(model: str | None, assets_dir: str | Path = DEFAULT_ASSETS) -> tuple[Path, Path]:
+    """Copies `model` (default: newest int8 export) to `assets_dir/model.tflite` and writes `model.json`.
+
+    Returns the two paths written. Raises FileNotFoundError for a missing file and ValueError for a
+    file without the project's metadata.
+    """
+    source = resolve_model(model)
+    description = read_description(source)
+    assets = Path(assets_dir)
+    model_out, json_out = assets / "model.tflite", assets / "model.json"
+    atomic_write_bytes(str(model_out), source.read_bytes())
+    atomic_write_text(str(json_out), json.dumps(description, indent=2, sort_keys=True) + "\n")
+    return model_out, json_out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--model",
+        metavar="FILE.tflite",
+        help="exported model with embedded metadata (default: the newest runs/**/*int8*.tflite by modification time)",
+    )
+    parser.add_argument(
+        "--assets",
+        metavar="DIR",
+        default=str(DEFAULT_ASSETS),
+        help="the app's assets folder to write model.tflite and model.json into (default: %(default)s)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        model_out, json_out = prepare_assets(args.model, args.assets)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    description = json.loads(json_out.read_text())
+    print(f"wrote {model_out} ({model_out.stat().st_size} bytes) and {json_out}")
+    print(
+        f"model {description.get('name', '?')}, precision {description.get('precision', '?')}, "
+        f"input {description['input_size']}, output {description.get('output', 'logits')}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""A tiny `mobilenetv2_ksac` `.tflite` with embedded metadata, for tests and for trying the app.
+
+    python android_demo/tiny_model.py --out runs/tiny/model_int8.tflite --precision int8
+
+Uses the project's exporter (`convert/export.py`, `export_tflite`) when it is present, otherwise the
+plain TFLiteConverter (int8: float32 input and output, synthetic calibration) plus
+`convert.metadata.add_metadata`. Either way the file carries the description the app reads. The
+model is untrained: its labels are meaningless but deterministic, which is all a golden test needs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+from typing import Any  # noqa: E402
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def build_tiny_model(input_size: int = 65, seed: int = 0) -> Any:
+    """An untrained mobilenetv2_ksac at width 0.35 with 16 head filters (weights seeded).
+
+    Fresh BatchNorm statistics (mean 0, variance 1) make the activations of an untrained network
+    vanish (logits ~1e-10, one label everywhere), so the statistics are set to those of a synthetic
+    batch: then the logits vary over the image and a golden label map has several classes.
+    """
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    import zoo
+
+    tf.keras.utils.set_random_seed(seed)
+    model = zoo.build_model("mobilenetv2_ksac", input_size=input_size, width=0.35, head_filters=16)
+    norms = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
+    saved = [n.momentum for n in norms]
+    for n in norms:
+        n.momentum = 0.0  # moving statistics := this batch's statistics
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:input_size, 0:input_size] / input_size
+    batch = np.stack([np.sin(6 * xx + 4 * k * yy) for k in range(3)], axis=-1)[None] + rng.normal(0, 0.3, (4, input_size, input_size, 3))
+    model(batch.astype(np.float32), training=True)
+    for n, m in zip(norms, saved):
+        n.momentum = m
+    return model
+
+
+def _plain_json(value: Any) -> Any:
+    """Keras tracking wrappers (ListWrapper, _DictWrapper) to plain dicts and lists."""
+    from collections.abc import Mapping, Sequence
+
+    if isinstance(value, Mapping):
+        return {str(k): _plain_json(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [_plain_json(v) for v in value]
+    return value
+
+
+def _plain_export(model: Any, precision: str, calibration_steps: int = 8) -> bytes:
+    import numpy as np
+    import tensorflow as tf
+
+    import zoo
+    from convert.metadata import add_metadata
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        shape = (1, *model.input_shape[1:])
+        rng = np.random.default_rng(0)
+
+        def representative():
+            for _ in range(calibration_steps):
+                yield [rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.float32
+        converter.inference_output_type = tf.float32
+    description = dict(_plain_json(zoo.describe(model)), output="logits", precision=precision, exporter="naive")
+    return add_metadata(converter.convert(), description)
+
+
+def export_tiny(path: str | Path, precision: str = "int8", input_size: int = 65, use_project_exporter: bool = True) -> str:
+    """Writes a tiny model to `path`; returns which exporter made it ("project" or "plain")."""
+    from zoo.files import atomic_write_bytes
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    model = build_tiny_model(input_size)
+    if use_project_exporter and importlib.util.find_spec("convert.export") is not None:
+        from convert.export import export_tflite
+
+        import inspect
+
+        kwargs: dict[str, Any] = {"calibration": "synthetic", "calibration_steps": 8} if precision == "int8" else {}
+        if "check_parity" in inspect.signature(export_tflite).parameters:
+            kwargs["check_parity"] = False  # the exporter's own tests cover parity; keep this fast
+        data, used = export_tflite(model, precision, **kwargs).tflite, "project"
+    else:
+        data, used = _plain_export(model, precision), "plain"
+    atomic_write_bytes(str(path), bytes(data))
+    return used
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, metavar="FILE.tflite", help="where to write the model")
+    parser.add_argument("--precision", choices=PRECISIONS, default="int8", help="weights precision (default: %(default)s)")
+    parser.add_argument("--input-size", type=int, default=65, metavar="N", help="side of the square input (default: %(default)s)")
+    parser.add_argument(
+        "--plain", action="store_true", help="use the plain TFLiteConverter even if convert/export.py exists"
+    )
+    args = parser.parse_args(argv)
+    used = export_tiny(args.out, args.precision, args.input_size, use_project_exporter=not args.plain)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size} bytes) with the {used} exporter")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
