@@ -1,0 +1,100 @@
+"""Peak memory of running one `.tflite` file on CPU, measured in a fresh child process.
+
+Run as a script (it imports only numpy and ai_edge_litert, never TensorFlow):
+
+    python benchmarks/memory.py FILE.tflite --threads 2 --runs 3
+
+It prints one JSON line: `baseline_kb` (peak resident set after the imports) and
+`peak_kb` (peak resident set after reading the file, loading it and running it
+`runs` times), both VmHWM of /proc/self/status (ru_maxrss where there is no /proc).
+The model's share is `peak_kb - baseline_kb`: VmHWM is a high-water mark, so that
+is what the file's bytes, the interpreter, its tensor arena and XNNPACK's packed
+weights added on top of the bare runtime.
+
+Why not ru_maxrss: Linux carries it across exec, so a child forked from the
+benchmark's TensorFlow process starts at the parent's (1+ GB) peak; and the
+parent's RUSAGE_CHILDREN is the maximum over every child ever waited for, not a
+per-row figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _maxrss_kb() -> int:
+    """Peak resident set of this process image, in kB.
+
+    VmHWM from /proc/self/status where there is one: it belongs to the address space
+    made at exec, whereas ru_maxrss survives exec and so starts at the (large)
+    parent's peak in a child forked from a TensorFlow process.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # kilobytes on Linux
+
+
+def measure_memory(tflite_path: str | Path, threads: int, *, runs: int = 3, timeout_s: float = 600) -> dict[str, Any]:
+    """Peak memory of loading and running `tflite_path` `runs` times, in a child process.
+
+    Returns:
+        {"peak_rss_mb": whole child process, "model_mem_mb": peak minus the bare-runtime baseline}.
+
+    Raises:
+        RuntimeError: the child failed (its stderr tail is in the message).
+    """
+    command = [sys.executable, str(Path(__file__).resolve()), str(tflite_path), "--threads", str(threads)]
+    command += ["--runs", str(runs)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"memory measurement of {tflite_path} failed (exit {done.returncode}): {done.stderr[-800:]}")
+    result = json.loads(lines[-1])
+    return {
+        "peak_rss_mb": result["peak_kb"] / 1024.0,
+        "model_mem_mb": max(0, result["peak_kb"] - result["baseline_kb"]) / 1024.0,
+    }
+
+
+def _child(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Peak memory of running one .tflite file (child process).")
+    parser.add_argument("tflite", help="the .tflite file")
+    parser.add_argument("--threads", type=int, default=1, help="interpreter threads")
+    parser.add_argument("--runs", type=int, default=3, help="runs after loading")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    baseline = _maxrss_kb()
+    data = Path(args.tflite).read_bytes()
+    interpreter = Interpreter(model_content=data, num_threads=args.threads)
+    interpreter.allocate_tensors()
+    rng = np.random.default_rng(0)
+    for detail in interpreter.get_input_details():
+        dtype = np.dtype(detail["dtype"])
+        shape = tuple(int(d) for d in detail["shape"])
+        if np.issubdtype(dtype, np.floating):
+            value = rng.uniform(-1, 1, shape).astype(dtype)
+        else:
+            value = rng.integers(-128, 128, shape).astype(dtype)
+        interpreter.set_tensor(detail["index"], value)
+    for _ in range(args.runs):
+        interpreter.invoke()
+    print(json.dumps({"baseline_kb": baseline, "peak_kb": _maxrss_kb()}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child())

@@ -1,0 +1,448 @@
+"""Benchmarks ASPP vs KSAC as deployed: `.tflite` size, latency, memory (and mIoU) in LiteRT.
+
+    python benchmarks/run.py --quick
+    python benchmarks/run.py --models mobilenetv2_ksac --output-stride 8,16 --precisions int8 --threads 1,2
+
+Every model is converted with the project's KSAC-aware exporter and, for
+comparison, with plain `TFLiteConverter.from_keras_model` (rows with exporter
+"naive"); each file is then timed in LiteRT (XNNPACK on CPU, round-robin with the
+other files of its backbone), its peak memory is taken in a fresh process, and its
+achieved MACs/s is set beside a measured dense-convolution peak of this CPU. The
+Markdown table, JSON rows, ratios and PNG plots go to `--out`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK_MODELS = ("mobilenetv2_ksac", "mobilenetv2_aspp")
+QUICK_PRECISIONS = ("fp32", "int8")
+QUICK_INPUT_SIZE = 257
+DEFAULT_MODELS = ("mobilenetv2_ksac", "mobilenetv2_aspp")
+DEFAULT_PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_THREADS = (1, 2)
+DEFAULT_INPUT_SIZE = 513
+VALID_STRIDES = (8, 16, 32)
+CPU_SHARED_NOTE = (
+    "timings on a shared or busy CPU are noisy; compare ratios taken within one run "
+    "(files are timed round-robin, so load from other processes falls on all of them alike)"
+)
+
+
+def _csv(kind: str, cast=str):
+    def parse(text: str) -> list:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{kind} list is empty: {text!r}")
+        try:
+            return [cast(item) for item in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad {kind} list {text!r}") from None
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of issue 6."""
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/run.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "--quick sets MobileNetV2 KSAC and ASPP, fp32 and int8, input 257, both exporters, 16 calibration "
+            "steps (100 otherwise), no exporter parity check and 20 timed runs (30 otherwise), to finish in "
+            "about 5 minutes on an idle 2-core CPU; flags given explicitly override it. Outputs: results.md, "
+            "rows.json, summary.json (the ratios), meta.json (machine, methods, CPU peak), size.png, "
+            "latency_threads.png, os_8_vs_16.png (when both strides run) and tflite/*.tflite."
+        ),
+    )
+    parser.add_argument("--quick", action="store_true", help="the small, fast benchmark (see below)")
+    parser.add_argument(
+        "--models",
+        type=_csv("model"),
+        default=None,
+        help=f"comma-separated model names (default: {','.join(DEFAULT_MODELS)}; xception65_* are slow to convert)",
+    )
+    parser.add_argument(
+        "--precisions",
+        type=_csv("precision"),
+        default=None,
+        help=f"comma-separated precisions among fp32,fp16,int8 (default: {','.join(DEFAULT_PRECISIONS)})",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_csv("thread count", int),
+        default=None,
+        help="comma-separated CPU thread counts to time at (default: 1,2); ignored on --device gpu",
+    )
+    parser.add_argument(
+        "--input-size", type=int, default=None, help=f"side of the square input (default: {DEFAULT_INPUT_SIZE})"
+    )
+    parser.add_argument(
+        "--output-stride",
+        type=_csv("output stride", int),
+        default=[16],
+        help="output stride, or a comma-separated list such as 8,16 to compare them (default: 16)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="cpu: LiteRT with XNNPACK; gpu: the LiteRT GPU accelerator (rows say 'unavailable' where none loads)",
+    )
+    parser.add_argument(
+        "--trained",
+        metavar="DIR",
+        default=None,
+        help="a training run folder (DIR/model.keras): benchmark that trained model instead of random-weight "
+        "ones and also measure each file's mIoU on the data it was trained on",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", default=None, help="output folder (default: benchmarks/results/<timestamp>/)"
+    )
+    parser.add_argument("--json", metavar="FILE", default=None, help="also write the JSON rows to FILE")
+    return parser
+
+
+def resolve_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parses and validates the command line; applies --quick's defaults where a flag was not given."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # before the TensorFlow imports below, so --help is instant
+    from benchmarks.export import PRECISIONS
+    from zoo import list_models
+
+    args.models = args.models or list(QUICK_MODELS if args.quick else DEFAULT_MODELS)
+    args.precisions = args.precisions or list(QUICK_PRECISIONS if args.quick else DEFAULT_PRECISIONS)
+    args.threads = args.threads or list(DEFAULT_THREADS)
+    args.input_size = args.input_size or (QUICK_INPUT_SIZE if args.quick else DEFAULT_INPUT_SIZE)
+    args.calibration_steps = 16 if args.quick else 100
+    args.check_parity = not args.quick
+    args.warmup, args.runs = (3, 20) if args.quick else (3, 30)
+    for name in args.models:
+        if name not in list_models():
+            parser.error(f"unknown model {name!r} in --models; valid models: {', '.join(list_models())}")
+    for precision in args.precisions:
+        if precision not in PRECISIONS:
+            parser.error(f"unknown precision {precision!r} in --precisions; valid: {', '.join(PRECISIONS)}")
+    for count in args.threads:
+        if count < 1:
+            parser.error(f"--threads values must be at least 1, got {count}")
+    for stride in args.output_stride:
+        if stride not in VALID_STRIDES:
+            parser.error(f"--output-stride {stride} is not one of {', '.join(map(str, VALID_STRIDES))}")
+    if args.input_size < 33:
+        parser.error(f"--input-size must be at least 33, got {args.input_size}")
+    if args.trained is not None and not (Path(args.trained) / "model.keras").is_file():
+        parser.error(f"--trained {args.trained!r}: no model.keras in that folder")
+    args.models = list(dict.fromkeys(args.models))
+    args.precisions = list(dict.fromkeys(args.precisions))
+    args.threads = sorted(set(args.threads))
+    args.output_stride = sorted(set(args.output_stride))
+    if args.out is None:
+        args.out = str(REPO / "benchmarks" / "results" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    return args
+
+
+def _machine() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _file_name(model: str, stride: int, precision: str, exporter: str) -> str:
+    return f"{model}_os{stride}_{precision}_{exporter}.tflite"
+
+
+def convert_all(args: argparse.Namespace, model_overrides: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Builds and converts every (model, stride, precision, exporter); returns one entry per file."""
+    import tf_keras as keras
+
+    from benchmarks.export import export
+    from benchmarks.models import benchmark_model
+    from zoo import count_macs, describe
+    from zoo.files import atomic_write_bytes
+
+    entries = []
+    trained = None
+    if args.trained is not None:
+        trained = keras.models.load_model(str(Path(args.trained) / "model.keras"))
+        description = describe(trained)
+        plan = [(description["name"], int(description["output_stride"]))]
+        args.input_size = int(description["input_size"][0])
+        _log(f"--trained: benchmarking {description['name']} at {args.input_size} px, OS{plan[0][1]} from "
+             f"{args.trained} (--models, --input-size and --output-stride are taken from the model)")
+    else:
+        plan = [(m, s) for m in args.models for s in args.output_stride]
+    total = len(plan) * len(args.precisions) * 2
+    done = 0
+    for name, stride in plan:
+        model = trained if trained is not None else benchmark_model(name, args.input_size, stride,
+                                                                    overrides=model_overrides)
+        params, macs = int(model.count_params()), int(count_macs(model))
+        for precision in args.precisions:
+            for exporter in ("ksac-aware", "naive"):
+                done += 1
+                _log(f"[{done}/{total}] converting {name} OS{stride} {precision} ({exporter}) ...")
+                entry = {"model": name, "output_stride": stride, "precision": precision, "exporter": exporter,
+                         "params": params, "macs": macs, "input_size": args.input_size}
+                start = time.perf_counter()
+                try:
+                    result = export(model, precision, naive=exporter == "naive",
+                                    calibration_steps=args.calibration_steps, check_parity=args.check_parity)
+                except Exception as error:  # one failed conversion must not lose the others' rows
+                    entry["error"] = f"conversion failed: {type(error).__name__}: {error}"[:500]
+                    _log(f"    {entry['error']}")
+                    entries.append(entry)
+                    continue
+                path = Path(args.out) / "tflite" / _file_name(name, stride, precision, exporter)
+                atomic_write_bytes(str(path), result.tflite)
+                entry.update(file=str(path), tflite=result.tflite, report=result.report)
+                _log(f"    {len(result.tflite) / 1e6:.2f} MB in {time.perf_counter() - start:.1f} s")
+                entries.append(entry)
+        del model
+        keras.backend.clear_session()
+    return entries
+
+
+def _base_row(entry: dict[str, Any], device: str, threads: int | None) -> dict[str, Any]:
+    from benchmarks.rows import new_row
+
+    report = entry.get("report") or {}
+    return new_row(
+        model=entry["model"],
+        exporter=entry["exporter"],
+        precision=entry["precision"],
+        device=device,
+        threads=threads,
+        input_size=entry["input_size"],
+        output_stride=entry["output_stride"],
+        params=entry["params"],
+        macs=entry["macs"],
+        bytes=len(entry["tflite"]) if "tflite" in entry else None,
+        weight_buffers=report.get("weight_buffers"),
+        shared_kernel_buffers=report.get("shared_kernel_buffers"),
+        argmax_agreement=report.get("argmax_agreement"),
+        max_abs_diff=report.get("max_abs_diff"),
+        ops=report.get("ops"),
+        file=entry.get("file"),
+    )
+
+
+def measure_cpu(
+    args: argparse.Namespace, entries: list[dict[str, Any]], peak_files: dict[str, bytes], peak: dict[str, dict]
+) -> list[dict[str, Any]]:
+    """Times every converted file at every thread count and takes its memory.
+
+    The files of one backbone are timed round-robin together with the conv-only peak
+    models (`peak_files`, precision -> bytes), so each row's fraction of peak compares
+    runs taken under the same load; `peak` (precision -> threads -> MACs/s) collects
+    the best peak seen at each thread count.
+    """
+    from benchmarks.latency import measure_interleaved
+    from benchmarks.memory import measure_memory
+    from benchmarks.peak import peak_macs_per_s
+
+    rows = []
+    good = [e for e in entries if "tflite" in e]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for entry in good:
+        groups.setdefault(entry["model"].split("_")[0], []).append(entry)
+    for threads in args.threads:
+        for backbone, members in groups.items():
+            _log(f"timing {len(members)} {backbone} files at {threads} thread(s), round-robin "
+                 f"({args.warmup} warm-up + {args.runs} timed runs each)")
+            files: dict[Any, bytes] = {i: e["tflite"] for i, e in enumerate(members)}
+            files.update({("peak", precision): data for precision, data in peak_files.items()})
+            stats = measure_interleaved(files, threads, warmup=args.warmup, runs=args.runs, progress=True)
+            group_peak = {precision: peak_macs_per_s(stats[("peak", precision)].min_ms) for precision in peak_files}
+            for precision, value in group_peak.items():
+                best = peak.setdefault(precision, {})
+                best[threads] = max(best.get(threads, 0.0), value)
+            _log("    conv-only peak in this round-robin: "
+                 + ", ".join(f"{p} {v / 1e9:.1f} GMAC/s" for p, v in group_peak.items()))
+            for i, entry in enumerate(members):
+                stat = stats[i]
+                row = _base_row(entry, "cpu", threads)
+                row.update(status="ok", latency_ms_p50=stat.p50_ms, latency_ms_p90=stat.p90_ms,
+                           latency_ms_mean=stat.mean_ms, latency_ms_min=stat.min_ms, runs=stat.runs,
+                           warmup=args.warmup)
+                try:
+                    row.update(measure_memory(entry["file"], threads))
+                except RuntimeError as error:
+                    _log(f"    memory of {entry['file']}: {error}")
+                row["achieved_macs_per_s"] = row["macs"] / (stat.p50_ms / 1000.0)
+                family = "int8" if entry["precision"] == "int8" else "fp32"
+                peak_value = group_peak.get(family)
+                if peak_value:
+                    row["peak_macs_per_s"] = peak_value
+                    row["peak_fraction"] = row["achieved_macs_per_s"] / peak_value
+                rows.append(row)
+                _log(f"    {entry['model']} OS{entry['output_stride']} {entry['precision']} {entry['exporter']} "
+                     f"t={threads}: p50 {stat.p50_ms:.1f} ms, p90 {stat.p90_ms:.1f} ms, "
+                     f"peak RSS {row['peak_rss_mb'] or 0:.0f} MB")
+    return rows
+
+
+def measure_gpu(args: argparse.Namespace, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Times every file on the LiteRT GPU accelerator, or marks every row `unavailable` with the reason."""
+    from benchmarks.gpu import probe_gpu, run_on_gpu
+
+    probe = probe_gpu()
+    if not probe["available"]:
+        _log(f"GPU accelerator unavailable: {probe.get('reason')}")
+    rows = []
+    for entry in (e for e in entries if "tflite" in e):
+        row = _base_row(entry, "gpu", None)
+        result = run_on_gpu(entry["file"], warmup=args.warmup, runs=args.runs) if probe["available"] else probe
+        if result.get("available"):
+            row.update(status="ok", latency_ms_p50=result["p50_ms"], latency_ms_p90=result["p90_ms"],
+                       latency_ms_mean=result["mean_ms"], latency_ms_min=result["min_ms"], runs=result["runs"],
+                       warmup=args.warmup, peak_rss_mb=result.get("peak_rss_mb"))
+            row["achieved_macs_per_s"] = row["macs"] / (result["p50_ms"] / 1000.0)
+        else:
+            row.update(status="unavailable", reason=f"GPU accelerator: {result.get('reason')}")
+        rows.append(row)
+    return rows
+
+
+def error_rows(args: argparse.Namespace, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for files that failed to convert."""
+    rows = []
+    for entry in (e for e in entries if "error" in e):
+        for threads in args.threads if args.device == "cpu" else [None]:
+            row = _base_row(entry, args.device, threads)
+            row.update(status="error", reason=entry["error"])
+            rows.append(row)
+    return rows
+
+
+def add_miou(entries: list[dict[str, Any]], rows: list[dict[str, Any]], trained: bool) -> None:
+    """Fills `miou` (or `miou_reason`) of every row, measuring each file once."""
+    from benchmarks.accuracy import measure_miou
+
+    by_file: dict[str, tuple] = {}
+    for entry in (e for e in entries if "file" in e):
+        if trained:
+            _log(f"measuring mIoU of {Path(entry['file']).name} ...")
+            by_file[entry["file"]] = measure_miou(entry["file"])
+        else:
+            by_file[entry["file"]] = (None, "random-weight model; pass --trained DIR to measure mIoU")
+    for row in rows:
+        miou, reason = by_file.get(row["file"], (None, "no file"))
+        row["miou"], row["miou_reason"] = miou, reason
+
+
+def write_outputs(args: argparse.Namespace, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """Writes results.md, rows.json, summary.json, meta.json and the plots into --out; returns the Markdown."""
+    from benchmarks.report import markdown_report, plots, summary_ratios
+    from zoo.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+    out = Path(args.out)
+    ratios = summary_ratios(rows)
+    text = markdown_report(rows, ratios, meta)
+    atomic_write_json(str(out / "rows.json"), rows)
+    atomic_write_json(str(out / "summary.json"), ratios)
+    atomic_write_json(str(out / "meta.json"), meta)
+    atomic_write_text(str(out / "results.md"), text)
+    if args.json:
+        atomic_write_json(args.json, rows)
+    for name, png in plots(rows).items():
+        atomic_write_bytes(str(out / name), png)
+    return text
+
+
+def main(argv: Sequence[str] | None = None, *, model_overrides: dict[str, Any] | None = None) -> int:
+    """Runs the benchmark; returns the exit status (0 unless a file failed to convert).
+
+    Args:
+        argv: command-line arguments (default: sys.argv[1:]).
+        model_overrides: extra `zoo.build_model` keyword arguments (tests use tiny models).
+    """
+    args = resolve_args(argv)
+    started = time.perf_counter()
+    from benchmarks.rows import check_rows
+
+    meta: dict[str, Any] = {
+        "command": "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": _machine(),
+        "load_average_start": _load(),
+        "note": CPU_SHARED_NOTE,
+        "latency_method": (
+            f"ai_edge_litert Interpreter (XNNPACK default delegate, num_threads), {args.warmup} warm-up + "
+            f"{args.runs} timed invoke() per file, files of one backbone timed round-robin; p50/p90 of wall time"
+            if args.device == "cpu"
+            else f"ai_edge_litert CompiledModel on HardwareAccelerator.GPU (no CPU fallback), {args.warmup} warm-up "
+            f"+ {args.runs} timed runs, one child process per file"
+        ),
+        "memory_method": (
+            "fresh child process per (file, threads) importing only numpy and ai_edge_litert: peak resident set "
+            "(VmHWM) after loading and running the file 3 times (peak_rss_mb); model_mem_mb subtracts the peak "
+            "of the bare runtime after its imports"
+        ),
+        "exporter": (
+            "convert.export.export_tflite (ksac-aware rows; naive=True for naive rows), "
+            f"{args.calibration_steps} calibration images for int8, parity check {'on' if args.check_parity else 'off'}"
+        ),
+        "quick": args.quick,
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    _log(f"benchmarks -> {args.out}\n{meta['machine']}; load average {meta['load_average_start']}")
+    _log(f"exporter: {meta['exporter']}")
+
+    entries = convert_all(args, model_overrides)
+    if args.device == "cpu":
+        from benchmarks.peak import conv_only_macs, conv_only_tflite
+
+        peak_files = {precision: conv_only_tflite(precision) for precision in ("fp32", "int8")}
+        peak: dict[str, dict] = {}
+        rows = measure_cpu(args, entries, peak_files, peak)
+        meta["peak_method"] = (
+            f"fastest run of a CONV_2D-only LiteRT model ({conv_only_macs() / 1e9:.2f} GMAC/run; benchmarks/peak.py), "
+            "fp32 and int8, timed in the same round-robin as the rows; fp32/fp16 rows are set against the fp32 "
+            "peak, int8 rows against the int8 peak"
+        )
+        meta["peak_macs_per_s"] = peak
+    else:
+        rows = measure_gpu(args, entries)
+    rows += error_rows(args, entries)
+    add_miou(entries, rows, trained=args.trained is not None)
+    check_rows(rows)
+    meta["load_average_end"] = _load()
+    meta["seconds"] = round(time.perf_counter() - started, 1)
+    text = write_outputs(args, rows, meta)
+    print(text, flush=True)
+    _log(f"wrote {args.out} in {meta['seconds']} s")
+    return 1 if any(row["status"] == "error" for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The latency and memory harness on a tiny model, and the CPU peak's arithmetic."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite() -> bytes:
+    """A tiny KSAC model converted with plain TFLiteConverter (the harness is under test, not the exporter)."""
+    import tensorflow as tf
+
+    from benchmarks.models import benchmark_model
+
+    model = benchmark_model("mobilenetv2_ksac", 65, overrides=dict(width=0.35, head_filters=16))
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def test_randomize_batchnorm_is_seeded_and_positive():
+    import tf_keras as keras
+
+    from benchmarks.models import randomize_batchnorm
+    from zoo import SharedAtrousConv2D, build_model
+
+    model = build_model("mobilenetv2_ksac", input_size=65, width=0.35, head_filters=16)
+    pyramid = next(layer for layer in model.layers if isinstance(layer, SharedAtrousConv2D))
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    layers += pyramid.batch_norms  # KSAC's per-rate BatchNorms live inside the shared layer
+
+    def gammas(seed):
+        assert randomize_batchnorm(model, seed) == len(layers)
+        return np.concatenate([layer.gamma.numpy() for layer in layers])
+
+    first, again, other = gammas(3), gammas(3), gammas(4)
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    assert first.min() >= 0.5 and first.max() <= 1.5
+    variances = np.concatenate([layer.moving_variance.numpy() for layer in layers])
+    assert variances.min() >= 0.5 and variances.max() <= 2.0
+
+
+def test_measure_latency_on_tiny_model(tiny_tflite):
+    from benchmarks.latency import measure_latency
+
+    stats = measure_latency(tiny_tflite, threads=1, warmup=1, runs=5)
+    assert stats.runs == 5
+    assert 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms
+    assert stats.mean_ms > 0
+
+
+def test_measure_interleaved_times_every_model(tiny_tflite):
+    from benchmarks.latency import measure_interleaved
+
+    stats = measure_interleaved({"a": tiny_tflite, "b": tiny_tflite}, threads=2, warmup=0, runs=3)
+    assert set(stats) == {"a", "b"}
+    assert all(s.runs == 3 for s in stats.values())
+
+
+def test_latency_rejects_bad_counts(tiny_tflite):
+    from benchmarks.latency import measure_latency
+
+    with pytest.raises(ValueError, match="runs"):
+        measure_latency(tiny_tflite, threads=1, runs=0)
+    with pytest.raises(ValueError, match="threads"):
+        measure_latency(tiny_tflite, threads=0)
+
+
+def test_memory_in_child_process(tiny_tflite, tmp_path):
+    from benchmarks.memory import measure_memory
+
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(tiny_tflite)
+    memory = measure_memory(path, threads=1, runs=1)
+    assert memory["peak_rss_mb"] > memory["model_mem_mb"] > 0
+    assert memory["peak_rss_mb"] < 1000  # the child's own peak, not the TensorFlow parent's
+
+
+def test_memory_of_missing_file_is_a_clear_error(tmp_path):
+    from benchmarks.memory import measure_memory
+
+    with pytest.raises(RuntimeError, match="missing.tflite"):
+        measure_memory(tmp_path / "missing.tflite", threads=1)
+
+
+def test_conv_only_peak_macs():
+    from benchmarks.peak import CHANNELS, KERNEL, LAYERS, SIDE, conv_only_macs
+
+    assert conv_only_macs() == LAYERS * SIDE * SIDE * KERNEL * KERNEL * CHANNELS * CHANNELS
+
+
+def test_miou_that_cannot_be_measured_gives_a_reason(tmp_path):
+    from benchmarks.accuracy import measure_miou
+
+    miou, reason = measure_miou(tmp_path / "missing.tflite")
+    assert miou is None and reason
