@@ -1,0 +1,123 @@
+"""train.py end to end with tiny models: resume exactness, bad inputs, train -> evaluate -> predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from training import evaluate as evaluate_cli
+from training import predict as predict_cli
+from training import train as train_cli
+
+TINY = ["--backbone", "mobilenetv2", "--head", "ksac", "--width", "0.35", "--head-filters", "32",
+        "--crop-size", "65", "--batch-size", "2", "--lr", "0.01", "--seed", "3", "--log-every", "1"]  # fmt: skip
+
+
+def losses(run_dir):
+    with open(os.path.join(run_dir, "train_log.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {int(r["step"]): float(r["loss"]) for r in rows}
+
+
+def weights(run_dir):
+    import tf_keras as keras
+
+    import zoo  # noqa: F401
+
+    return keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False).get_weights()
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("runs") / "straight")
+    assert train_cli.main(TINY + ["--steps", "6", "--out", out]) == 0
+    return out
+
+
+def test_resume_is_exact(straight_run, tmp_path):
+    out = str(tmp_path / "split")
+    assert train_cli.main(TINY + ["--steps", "6", "--stop-at", "3", "--checkpoint-every", "100", "--out", out]) == 0
+    assert os.path.isfile(os.path.join(out, "checkpoints", "ckpt-3.index"))
+    assert train_cli.main(["--steps", "6", "--resume", "--out", out, "--log-every", "1"]) == 0
+    a, b = losses(straight_run), losses(out)
+    assert sorted(b) == [1, 2, 3, 4, 5, 6]
+    assert np.allclose([a[s] for s in range(1, 7)], [b[s] for s in range(1, 7)], rtol=1e-4, atol=1e-5), (a, b)
+    for wa, wb in zip(weights(straight_run), weights(out)):
+        assert np.allclose(wa, wb, rtol=1e-4, atol=1e-5)
+
+
+def test_run_folder_contents(straight_run):
+    names = set(os.listdir(straight_run))
+    assert {"model.keras", "checkpoints", "train_log.csv", "tensorboard", "config.json"} <= names
+    with open(os.path.join(straight_run, "train_log.csv")) as f:
+        assert f.readline().startswith("step,")
+    from zoo import describe
+    import tf_keras as keras
+
+    model = keras.models.load_model(os.path.join(straight_run, "model.keras"), compile=False)
+    desc = describe(model)
+    assert desc["data"] == "synthetic" and desc["label_names"][0] == "background" and desc["input_size"] == [65, 65]
+
+
+def test_evaluate_and_predict(straight_run, tmp_path, capsys):
+    model = os.path.join(straight_run, "model.keras")
+    result = evaluate_cli.evaluate(model, None, limit=3)
+    assert 0 <= result["miou"] <= 100 and result["images"] == 3 and len(result["per_class"]) == 21
+    capsys.readouterr()
+    assert evaluate_cli.main(["--model", model, "--json", "--limit", "2", "--flip", "--multi-scale"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert "miou" in printed and "per_class" in printed
+
+    from training.datasets import open_dataset
+
+    image, _ = open_dataset("synthetic", "val").load(0)
+    path = str(tmp_path / "img.png")
+    cv2.imwrite(path, cv2.cvtColor(image[:100, :80], cv2.COLOR_RGB2BGR))
+    out = str(tmp_path / "pred" / "overlay.png")
+    assert predict_cli.main(["--model", model, "--image", path, "--out", out]) == 0
+    overlay = cv2.imread(out)
+    from PIL import Image
+
+    labels = np.asarray(Image.open(str(tmp_path / "pred" / "overlay_labels.png")))
+    assert overlay.shape == (100, 80, 3) and labels.shape == (100, 80) and labels.max() < 21
+
+
+def test_bad_inputs_fail_before_writing(tmp_path, capsys):
+    folder = tmp_path / "data"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    cv2.imwrite(str(folder / "images" / "ok.png"), np.zeros((40, 40, 3), np.uint8))
+    cv2.imwrite(str(folder / "masks" / "ok.png"), np.ones((40, 40), np.uint8))
+    (folder / "images" / "broken.jpg").write_bytes(b"\xff\xd8garbage")
+    cv2.imwrite(str(folder / "masks" / "broken.png"), np.zeros((40, 40), np.uint8))
+    cases = [
+        (["--data", f"folder:{folder}"], "broken.jpg"),
+        (["--data", "imagenet:/x"], "imagenet"),
+        (["--crop-size", "8"], "--crop-size 8"),
+    ]
+    for extra, expected in cases:
+        out = tmp_path / f"out{len(expected)}"
+        assert train_cli.main(TINY + ["--steps", "2", "--out", str(out)] + extra) != 0
+        assert expected in capsys.readouterr().err
+        assert not out.exists()
+    # a mask whose size differs from its image
+    (folder / "images" / "broken.jpg").unlink()
+    cv2.imwrite(str(folder / "masks" / "ok.png"), np.ones((30, 40), np.uint8))
+    assert train_cli.main(TINY + ["--steps", "2", "--out", str(tmp_path / "o"), "--data", f"folder:{folder}"]) != 0
+    assert "ok.png" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert evaluate_cli.main(["--model", str(tmp_path / "missing.keras")]) != 0
+    assert "missing.keras" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys):
+    out = str(tmp_path / "nan")
+    args = TINY + ["--steps", "6", "--checkpoint-every", "2", "--out", out]
+    args[args.index("--lr") + 1] = "1e30"
+    assert train_cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "loss is" in err and not os.path.exists(os.path.join(out, "model.keras"))

@@ -1,0 +1,26 @@
+"""The training loss: softmax cross-entropy that ignores label 255, plus L2 weight decay."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as keras
+
+IGNORE_LABEL = 255
+
+
+def masked_cross_entropy_sum(labels: tf.Tensor, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(sum of per-pixel cross-entropy over non-ignored pixels, number of those pixels), float32."""
+    labels = tf.cast(labels, tf.int32)
+    valid = tf.not_equal(labels, IGNORE_LABEL)
+    safe = tf.where(valid, labels, tf.zeros_like(labels))
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=tf.cast(logits, tf.float32))
+    valid = tf.cast(valid, tf.float32)
+    return tf.reduce_sum(ce * valid), tf.reduce_sum(valid)
+
+
+def weight_decay_loss(model: keras.Model, weight_decay: float) -> tf.Tensor:
+    """DeepLab's L2 regularisation: weight_decay * sum(w^2) / 2 over convolution kernels (not BN, not biases)."""
+    kernels = [v for v in model.trainable_variables if "kernel" in v.name]
+    if weight_decay <= 0 or not kernels:
+        return tf.constant(0.0)
+    return weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in kernels])

@@ -1,0 +1,113 @@
+"""Segments one image: writes a colour overlay (VOC palette) and the raw label PNG beside it.
+
+Example:
+    python training/predict.py --model runs/latest/model.keras --image photo.jpg --out overlay.png
+    # -> overlay.png and overlay_labels.png (palette PNG whose pixel values are the class indices)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import io  # noqa: E402
+import os  # noqa: E402
+from typing import Sequence  # noqa: E402
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from training.datasets import DatasetError, read_image  # noqa: E402
+from training.predictors import Predictor, load_predictor  # noqa: E402
+from training.preprocess import eval_inputs, fit_size  # noqa: E402
+from zoo.files import atomic_write_bytes  # noqa: E402
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """PASCAL VOC's colour map: uint8 [n, 3] RGB, colour of label i at row i."""
+    palette = np.zeros((n, 3), np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette[i] = (r, g, b)
+    return palette
+
+
+def predict_image(predictor: Predictor, image: np.ndarray) -> np.ndarray:
+    """uint8 HxW labels for a uint8 RGB image, at the image's own size."""
+    x, _ = eval_inputs(image, None, predictor.input_size, predictor.description["normalization"])
+    labels = predictor.predict_labels(x[None])[0]
+    h, w = fit_size(image.shape[0], image.shape[1], predictor.input_size)
+    return cv2.resize(labels[:h, :w], (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The image with every non-background pixel blended with its class colour."""
+    colours = voc_palette()[labels]
+    blended = (image.astype(np.float32) * (1 - alpha) + colours * alpha).astype(np.uint8)
+    return np.where((labels > 0)[..., None], blended, image)
+
+
+def encode_png_rgb(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return data.tobytes()
+
+
+def encode_label_png(labels: np.ndarray) -> bytes:
+    """A palette PNG (VOC colours) whose pixel values are the class indices, as VOC stores masks."""
+    from PIL import Image
+
+    img = Image.fromarray(labels.astype(np.uint8), mode="P")
+    img.putpalette(voc_palette().reshape(-1).tolist())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def labels_path(out: str) -> str:
+    """Where the raw label PNG goes: beside `out`, named `<stem>_labels.png`."""
+    stem, _ = os.path.splitext(out)
+    return stem + "_labels.png"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="training/predict.py", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="a .keras model or a .tflite file")
+    p.add_argument("--image", required=True, help="input image (any format OpenCV reads)")
+    p.add_argument("--out", required=True, help="overlay PNG to write; the label PNG is written beside it as <stem>_labels.png")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        image = read_image(args.image)
+        predictor = load_predictor(args.model)
+    except (DatasetError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    labels = predict_image(predictor, image)
+    # Encode both first, then write: an error leaves neither file half-written.
+    overlay_png, labels_png = encode_png_rgb(overlay(image, labels)), encode_label_png(labels)
+    atomic_write_bytes(args.out, overlay_png)
+    atomic_write_bytes(labels_path(args.out), labels_png)
+    names = predictor.description.get("label_names") or []
+    found = [names[i] if i < len(names) else str(i) for i in np.unique(labels)]
+    print(f"wrote {args.out} and {labels_path(args.out)}; classes: {', '.join(found)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

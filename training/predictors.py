@@ -1,0 +1,121 @@
+"""One interface over a saved `.keras` model and an exported `.tflite` file.
+
+Both take a float32 NHWC batch already normalised (see `training.preprocess`)
+at `predictor.input_size` and return per-pixel logits or labels.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+
+class Predictor:
+    """Common base: `description`, `input_size`, `predict_labels`, `predict_logits`."""
+
+    description: dict[str, Any]
+    path: str
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        size = self.description["input_size"]
+        return int(size[0]), int(size[1])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.description["num_classes"])
+
+    @property
+    def has_logits(self) -> bool:
+        return True
+
+    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+        """float32 [n, h, w, classes] logits for a float32 [n, h, w, 3] normalised batch."""
+        raise NotImplementedError
+
+    def predict_labels(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 [n, h, w] labels for a float32 [n, h, w, 3] normalised batch."""
+        return np.argmax(self.predict_logits(batch), axis=-1).astype(np.uint8)
+
+
+class KerasPredictor(Predictor):
+    """A `.keras` model saved by training/train.py (or any zoo model)."""
+
+    def __init__(self, path_or_model: Any) -> None:
+        import tf_keras as keras
+
+        import zoo  # noqa: F401  (registers the custom layers for load_model)
+        from zoo import describe
+
+        if isinstance(path_or_model, str):
+            self.path = path_or_model
+            self.model = keras.models.load_model(path_or_model, compile=False)
+        else:
+            self.path = getattr(path_or_model, "name", "model")
+            self.model = path_or_model
+        self.description = describe(self.model)
+
+    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, np.float32)
+        return np.asarray(self.model(batch, training=False), np.float32)
+
+
+class TFLitePredictor(Predictor):
+    """A `.tflite` file exported by convert/to_tflite.py (batch 1), run with ai-edge-litert."""
+
+    def __init__(self, path: str) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from convert.metadata import read_metadata
+
+        self.path = path
+        self.description = read_metadata(path)
+        self.interpreter = Interpreter(model_path=path, num_threads=os.cpu_count() or 1)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    @property
+    def has_logits(self) -> bool:
+        return self.description.get("output", "logits") != "labels"
+
+    def _run_one(self, image: np.ndarray) -> np.ndarray:
+        x = image[None].astype(np.float32)
+        dtype = self.input["dtype"]
+        if dtype in (np.int8, np.uint8):
+            scale, zero = self.input["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self.output["index"])[0]
+        if self.has_logits and self.output["dtype"] in (np.int8, np.uint8, np.int16):
+            scale, zero = self.output["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y
+
+    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+        if not self.has_logits:
+            raise ValueError(
+                f"{self.path} outputs labels (argmax inside the model), not logits; "
+                "multi-scale/flip inference needs a model exported with logits output"
+            )
+        return np.stack([self._run_one(image).astype(np.float32) for image in np.asarray(batch)])
+
+    def predict_labels(self, batch: np.ndarray) -> np.ndarray:
+        if self.has_logits:
+            return super().predict_labels(batch)
+        return np.stack([np.asarray(self._run_one(image)).reshape(self.input_size) for image in np.asarray(batch)]).astype(np.uint8)
+
+
+def load_predictor(path: str) -> Predictor:
+    """A Predictor for a `.keras` model or a `.tflite` file (chosen by extension)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file not found: {path}")
+    if path.endswith(".tflite"):
+        return TFLitePredictor(path)
+    if path.endswith(".keras"):
+        return KerasPredictor(path)
+    raise ValueError(f"unsupported model file {path}: expected a .keras or .tflite file")

@@ -1,0 +1,65 @@
+"""Run folders: the default name, the `runs/latest` link, the CSV log, the saved config."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from typing import Any, Sequence
+
+from zoo.files import atomic_write_text
+
+
+def default_run_dir(model_name: str, root: str = "runs") -> str:
+    """`runs/<model>-<timestamp>/` (a suffix is added if that exists already)."""
+    base = os.path.join(root, f"{model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    path, n = base, 1
+    while os.path.exists(path):
+        n += 1
+        path = f"{base}-{n}"
+    return path
+
+
+def point_latest(run_dir: str) -> None:
+    """Makes `<parent of run_dir>/latest` a relative symlink to `run_dir`, atomically."""
+    parent = os.path.dirname(os.path.abspath(run_dir))
+    link = os.path.join(parent, "latest")
+    tmp = os.path.join(parent, f".latest.{os.getpid()}.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(os.path.basename(os.path.abspath(run_dir)), tmp)
+    os.replace(tmp, link)
+
+
+class CsvLog:
+    """`train_log.csv`: a header, then one row per logged step (`step` first), rewritten atomically."""
+
+    def __init__(self, path: str, columns: Sequence[str]) -> None:
+        self.path = path
+        self.columns = list(columns)
+        self.rows: list[dict[str, Any]] = []
+
+    def keep_until(self, step: int) -> None:
+        """Loads an existing log, dropping rows after `step` (a resumed run logs them again)."""
+        if not os.path.isfile(self.path):
+            return
+        with open(self.path, newline="", encoding="utf-8") as f:
+            self.rows = [row for row in csv.DictReader(f) if int(row["step"]) <= step]
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+
+def read_config(run_dir: str) -> dict[str, Any]:
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--resume: {path} not found; is {run_dir} a run folder of training/train.py?")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
