@@ -1,0 +1,152 @@
+"""Turns a zoo model into a tfmot quantization-aware model, and its trained weights back.
+
+`quantize_model(model)` clones a float zoo model with every layer annotated:
+standard Keras layers (Conv2D, DepthwiseConv2D, BatchNormalization, ReLU, Add,
+Concatenate, pooling, Dropout) get tfmot's default 8-bit configs (and its
+Conv/BN/ReLU transforms, which place no quantizer between a conv and its
+BatchNorm, as the converter folds them); the KSAC pyramid becomes
+`QuantizableSharedAtrousConv2D` with `SharedKernelQuantizeConfig`; `ResizeToMatch`
+and `ModelDescription` get `NoOpQuantizeConfig`. Then `quantize_apply` inserts
+the fake-quantization, inside `quantize_scope` so the custom classes clone.
+
+`copy_trained_weights(qat_model, model)` writes the float (latent) weights of the
+fine-tuned QAT model back into a plain zoo model of the same architecture, so
+that the KSAC-aware exporter can convert it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import tf_keras as keras
+import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import QuantizeLayer
+
+from quantize.ksac_config import (
+    NamedMovingAverageQuantizer,
+    NoOpQuantizeConfig,
+    QuantizableSharedAtrousConv2D,
+    SharedKernelQuantizeConfig,
+)
+from zoo.layers import ModelDescription, ResizeToMatch, SharedAtrousConv2D
+
+quantize_annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
+QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapper
+
+CUSTOM_OBJECTS: dict[str, Any] = {
+    "SharedAtrousConv2D": SharedAtrousConv2D,
+    "QuantizableSharedAtrousConv2D": QuantizableSharedAtrousConv2D,
+    "SharedKernelQuantizeConfig": SharedKernelQuantizeConfig,
+    "NamedMovingAverageQuantizer": NamedMovingAverageQuantizer,
+    "NoOpQuantizeConfig": NoOpQuantizeConfig,
+    "ResizeToMatch": ResizeToMatch,
+    "ModelDescription": ModelDescription,
+}
+
+
+class QuantizeError(ValueError):
+    """A model that cannot be made quantization-aware (the message names the layer)."""
+
+
+def quantize_scope():
+    """tfmot's `quantize_scope` with the zoo's layers and this package's configs registered."""
+    return tfmot.quantization.keras.quantize_scope(CUSTOM_OBJECTS)
+
+
+def _annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
+    if isinstance(layer, keras.layers.InputLayer):
+        return layer.__class__.from_config(layer.get_config())
+    if isinstance(layer, SharedAtrousConv2D):
+        return quantize_annotate_layer(QuantizableSharedAtrousConv2D.from_layer(layer), SharedKernelQuantizeConfig())
+    if isinstance(layer, (ResizeToMatch, ModelDescription)):
+        return quantize_annotate_layer(layer.__class__.from_config(layer.get_config()), NoOpQuantizeConfig())
+    if type(layer).__module__.startswith("tf_keras."):
+        return quantize_annotate_layer(layer.__class__.from_config(layer.get_config()))
+    raise QuantizeError(
+        f"layer {layer.name!r} ({type(layer).__name__}) has no QuantizeConfig; "
+        "add one in quantize/annotate.py (see NoOpQuantizeConfig)"
+    )
+
+
+def quantize_model(model: keras.Model, input_size: int | tuple[int, int] | None = None) -> keras.Model:
+    """The quantization-aware clone of a zoo `model`, with its float weights.
+
+    Args:
+        model: a float zoo model (from `zoo.build_model` or a saved `.keras`).
+        input_size: train at this (height, width) instead of the model's own input
+            size (the architecture is fully convolutional; weights do not depend on it).
+
+    Returns:
+        A tfmot model whose layers are `QuantizeWrapperV2`s named `quant_<layer name>`
+        (plus the input `QuantizeLayer`), initialised with `model`'s weights.
+    """
+    if input_size is None:
+        inputs = None
+    else:
+        size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        inputs = keras.Input((*size, model.input_shape[-1]), name=model.inputs[0].name.split(":")[0])
+    with quantize_scope():
+        annotated = keras.models.clone_model(model, input_tensors=inputs, clone_function=_annotate)
+        qat_model = tfmot.quantization.keras.quantize_apply(annotated)
+    copy_trained_weights(model, qat_model)
+    return qat_model
+
+
+def _inner(layer: keras.layers.Layer) -> keras.layers.Layer:
+    return layer.layer if isinstance(layer, QuantizeWrapper) else layer
+
+
+def float_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    """The model's own layers, unwrapped from tfmot's QuantizeWrapper where wrapped.
+
+    tfmot's input `QuantizeLayer` (only quantizer ranges, no model weights) is left out.
+    """
+    for layer in model.layers:
+        if not isinstance(layer, QuantizeLayer):
+            yield _inner(layer)
+
+
+def layer_variables(layer: keras.layers.Layer) -> dict[str, Any]:
+    """A layer's float variables by name below the layer ("kernel:0", "bn_rate6/gamma:0").
+
+    For a tfmot wrapper these are the wrapped layer's variables, which the wrapper
+    holds (tfmot swaps a quantized kernel into the wrapped layer, which then no
+    longer lists the variable itself); its quantizer ranges are left out.
+    """
+    inner = _inner(layer)
+    own = layer.name + "/" if layer is not inner else None
+    prefix = inner.name + "/"
+    found = {}
+    for variable in layer.weights:
+        name = variable.name
+        if own is not None and name.startswith(own):
+            continue  # the wrapper's quantizer ranges and step counter
+        # A layer built in this process names its variables "<layer>/kernel:0"; a reloaded one "kernel:0".
+        found[name[len(prefix):] if name.startswith(prefix) else name] = variable
+    return found
+
+
+def copy_trained_weights(source: keras.Model, target: keras.Model) -> int:
+    """Copies each layer's float weights from `source` to the same-named layer of `target`.
+
+    Either model may be a QAT model (layers wrapped by tfmot) or a plain zoo model;
+    quantizer ranges and step counters are not copied. Returns the layers copied;
+    raises QuantizeError if a weight of `target` has no counterpart of equal shape.
+    """
+    theirs = {_inner(layer).name: layer for layer in source.layers if not isinstance(layer, QuantizeLayer)}
+    copied = 0
+    for layer in target.layers:
+        if isinstance(layer, QuantizeLayer):
+            continue
+        ours = layer_variables(layer)
+        if not ours:
+            continue
+        name = _inner(layer).name
+        values = layer_variables(theirs[name]) if name in theirs else {}
+        for key, variable in ours.items():
+            value = values.get(key)
+            if value is None or value.shape != variable.shape:
+                raise QuantizeError(f"weight {name}/{key} {variable.shape}: no counterpart in model {source.name!r}")
+            variable.assign(value)
+        copied += 1
+    return copied

@@ -1,0 +1,59 @@
+"""quantize/compare.py end to end on a tiny model: fp32, int8 PTQ and int8 QAT rows from .tflite files."""
+
+import json
+import os
+
+import tf_keras as keras
+
+import zoo
+from benchmarks.models import randomize_batchnorm
+from convert.export import export_tflite
+from quantize import compare as compare_cli
+
+SIZE = 65
+
+
+def tiny_model_file(folder):
+    keras.utils.set_random_seed(0)
+    model = zoo.build_model("mobilenetv2_ksac", input_size=SIZE, width=0.35, head_filters=16)
+    randomize_batchnorm(model, 0)
+    zoo.update_description(model, data="synthetic")
+    path = os.path.join(folder, "model.keras")
+    model.save(path)
+    return model, path
+
+
+def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
+    model, path = tiny_model_file(str(tmp_path))
+    # A QAT folder holding an int8 export, standing in for quantize/qat.py's (tested in test_quantize_qat.py).
+    exports = {"int8": export_tflite(model, "int8", calibration="synthetic", calibration_steps=4, check_parity=False)}
+    qat_dir = tmp_path / "qat"
+    qat_dir.mkdir()
+    (qat_dir / "model_int8.tflite").write_bytes(exports["int8"].tflite)
+
+    def remembered(model, precision, **kwargs):  # every comparison reuses the first exports
+        if precision not in exports:
+            exports[precision] = export_tflite(model, precision, **kwargs)
+        return exports[precision]
+
+    monkeypatch.setattr("convert.export.export_tflite", remembered)
+    code = compare_cli.main(["--model", path, "--limit", "4", "--calibration-steps", "4", "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["version"] for r in rows] == ["fp32", "int8 PTQ", "int8 QAT"]
+    assert all(r["status"] == "ok" for r in rows) and rows[0]["drop"] == 0
+    assert 0 <= rows[1]["miou"] <= 100 and rows[1]["bytes"] < rows[0]["bytes"]
+    assert abs(rows[2]["drop"] - (rows[0]["miou"] - rows[2]["miou"])) < 1e-9
+    assert rows[2]["miou"] == rows[1]["miou"]  # the stand-in QAT file is the PTQ file
+    assert "int8 QAT" in compare_cli.format_table(rows)
+
+    # Without a QAT folder, the QAT row says so.
+    rows = compare_cli.compare(path, qat_dir=str(tmp_path / "absent"), limit=4, calibration_steps=4)
+    assert rows[2]["status"] == "not run" and rows[2]["miou"] is None and rows[2]["drop"] is None
+    assert "not run" in compare_cli.format_table(rows)
+
+
+def test_compare_missing_model_names_the_file(tmp_path, capsys):
+    missing = str(tmp_path / "absent.keras")
+    assert compare_cli.main(["--model", missing]) == 1
+    assert missing in capsys.readouterr().err

@@ -1,0 +1,135 @@
+"""Quantization-aware training: the KSAC QuantizeConfig, QAT model building, fine-tune + int8 export, resume."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+import zoo
+from benchmarks.models import randomize_batchnorm
+from convert.ksac_export import snap_to_int8_grid
+from quantize.annotate import QuantizeLayer, copy_trained_weights, quantize_model
+from quantize.calibrate import calibrate_ranges, range_variables
+from quantize.checks import int8_rules
+from quantize.finetune import QATError, QATSettings, run_qat
+from quantize.ksac_config import QuantizableSharedAtrousConv2D, SharedKernelQuantizeConfig
+from quantize import qat as qat_cli
+
+SIZE = 65
+SMALL = dict(input_size=SIZE, width=0.35, head_filters=16)
+
+
+def small_model(name, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = zoo.build_model(name, **SMALL)
+    randomize_batchnorm(model, seed)
+    return model
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2_ksac", "mobilenetv2_aspp", "xception65_ksac", "xception65_aspp"])
+def test_qat_model_builds_and_starts_from_the_float_weights(name):
+    model = small_model(name)
+    qat = quantize_model(model)
+    x = np.random.default_rng(0).normal(size=(1, SIZE, SIZE, 3)).astype(np.float32)
+    float_out = model(x, training=False).numpy()
+    assert calibrate_ranges(qat, [x]) == 1
+    qat_out = qat(x, training=False).numpy()
+    assert qat_out.shape == float_out.shape and np.isfinite(qat_out).all()
+    # The input quantizer's range is the batch's, not tfmot's initial [-6, 6].
+    (input_quantizer,) = [layer for layer in qat.layers if isinstance(layer, QuantizeLayer)]
+    low, high = (v.numpy() for v in input_quantizer.weights if v.name.endswith(("_min:0", "_max:0")))
+    np.testing.assert_allclose([low, high], [x.min(), x.max()], rtol=1e-5)
+    assert all(abs(float(np.max(v.numpy()))) != 6.0 for v in range_variables(qat) if "post_activation" in v.name)
+    wrappers = [layer for layer in qat.layers if layer.name == "quant_head_ksac"]
+    assert len(wrappers) == (1 if name.endswith("ksac") else 0)
+    # The float weights go back into a plain model of the same architecture unchanged.
+    fresh = zoo.build_model(name, **SMALL)
+    assert copy_trained_weights(qat, fresh) > 0
+    np.testing.assert_allclose(fresh(x, training=False).numpy(), float_out, atol=1e-5)
+
+
+def test_shared_kernel_is_quantized_once_per_channel_on_the_export_grid():
+    model = small_model("mobilenetv2_ksac")
+    qat = quantize_model(model)
+    wrapper = qat.get_layer("quant_head_ksac")
+    assert isinstance(wrapper.layer, QuantizableSharedAtrousConv2D)
+    assert isinstance(wrapper.quantize_config, SharedKernelQuantizeConfig)
+    (weight, quantizer, ranges), = wrapper._weight_vars  # ONE weight quantizer: the shared kernel
+    assert weight is wrapper.layer.weights[0] or weight.shape == (3, 3, 112, 16)
+    assert quantizer.per_axis and quantizer.symmetric and quantizer.narrow_range and quantizer.num_bits == 8
+    assert ranges["min_var"].shape == (16,) and ranges["max_var"].shape == (16,)
+    # One activation quantizer per rate's ReLU and per inner partial sum (3 rates: 3 + 1).
+    names = sorted(v.name.split("/")[-1] for v in wrapper.weights if "post_activation" in v.name)
+    assert len(names) == 2 * 4 and any(n.startswith("partial_sum2") for n in names)
+    # Every rate convolves with the same fake-quantized kernel: the exporter's per-channel int8 grid.
+    x = np.random.default_rng(0).normal(size=(1, SIZE, SIZE, 3)).astype(np.float32)
+    calibrate_ranges(qat, [x])  # a training-mode pass sets the kernel's range (tfmot starts it at +-6)
+    qat(x, training=False)
+    used = np.asarray(wrapper.layer.kernel)
+    np.testing.assert_allclose(used, snap_to_int8_grid(weight.numpy()), rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def qat_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("qat")
+    model = small_model("mobilenetv2_ksac")
+    zoo.update_description(model, data="synthetic")
+    path = str(folder / "model.keras")
+    model.save(path)
+    settings = QATSettings(model=path, out=str(folder / "qat"), steps=2, batch_size=2, crop_size=SIZE,
+                           calibration_steps=4, checkpoint_every=1, data_check=False)  # fmt: skip
+    lines = []
+    report = run_qat(settings, log=lines.append)
+    return settings, report, lines
+
+
+def test_qat_then_export_meets_the_int8_rules(qat_run):
+    settings, report, lines = qat_run
+    out = settings.out
+    assert report["shared_kernel_buffers"] == 1
+    assert report["ops"].get("SPACE_TO_BATCH_ND", 0) == 0
+    rules = int8_rules(os.path.join(out, "model_int8.tflite"))
+    assert rules["ok"], rules
+    assert rules["non_int8_conv_filters"] == [] and rules["inner_quantize_ops"] == 0 and rules["pyramid_buffers"] == 1
+    assert rules["quantize_ops"] == 2  # one QUANTIZE at the input, one DEQUANTIZE at the output
+    assert any(line.startswith("step 2/2") for line in lines)
+    with open(os.path.join(out, "export_report.json")) as f:
+        assert json.load(f)["int8_rules"]["ok"]
+
+
+def test_saved_qat_model_reloads_with_its_description_and_trained_weights(qat_run):
+    settings, _, _ = qat_run
+    saved = keras.models.load_model(os.path.join(settings.out, "model_qat.keras"), compile=False)
+    description = zoo.describe(saved)
+    assert description["qat"] is True and description["qat_training"]["steps"] == 2
+    assert description["name"] == "mobilenetv2_ksac" and description["input_size"] == [SIZE, SIZE]
+    source = keras.models.load_model(settings.model, compile=False)
+    changed = not np.allclose(saved.get_layer("head_ksac").kernel.numpy(), source.get_layer("head_ksac").kernel.numpy())
+    assert changed  # the fine-tuned weights were written back
+
+
+def test_resume_continues_from_the_last_checkpoint(qat_run):
+    settings, _, _ = qat_run
+    lines = []
+    resumed = QATSettings(**dict(vars(settings), steps=3, resume=True, export=False))
+    run_qat(resumed, log=lines.append)
+    assert any("at step 2" in line for line in lines) and any(line.startswith("step 3/3") for line in lines)
+    with pytest.raises(QATError, match="batch_size"):
+        run_qat(QATSettings(**dict(vars(resumed), batch_size=4)), log=lines.append)
+
+
+def test_cli_errors_name_the_file(tmp_path, capsys):
+    missing = str(tmp_path / "nope.keras")
+    assert qat_cli.main(["--model", missing, "--steps", "1", "--out", str(tmp_path / "q")]) == 1
+    assert missing in capsys.readouterr().err
+    plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)])
+    path = str(tmp_path / "plain.keras")
+    plain.save(path)
+    assert qat_cli.main(["--model", path, "--steps", "1", "--out", str(tmp_path / "q")]) == 1
+    err = capsys.readouterr().err
+    assert path in err and "description" in err
+    assert not os.path.exists(tmp_path / "q")
+    with pytest.raises(SystemExit):
+        qat_cli.parse_args(["--steps", "0"])
