@@ -173,7 +173,7 @@ def run_qat(settings: QATSettings, log: Callable[[str], None] = print) -> dict[s
     from training.losses import masked_cross_entropy_sum, weight_decay_loss
     from training.pipeline import train_batches
     from training.runs import CsvLog
-    from training.train import format_eta, seed_dropout
+    from training.runs import format_eta, seed_dropout
     from zoo import describe, update_description
     from zoo.files import atomic_write_bytes, atomic_write_json
 

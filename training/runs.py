@@ -63,3 +63,29 @@ def read_config(run_dir: str) -> dict[str, Any]:
         raise FileNotFoundError(f"--resume: {path} not found; is {run_dir} a run folder of training/train.py?")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def format_eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def seed_dropout(model, seed: int) -> list:
+    """Gives every dropout layer its own seeded, checkpointed random generator.
+
+    Keras' default dropout uses stateful legacy ops whose state cannot be saved;
+    a `tf.random.Generator` is a variable, so the checkpoint restores it and a
+    resumed run draws the same masks as an uninterrupted one. Returns the
+    generators, which the caller must add to its checkpoint (Keras does not
+    track them through the layer).
+    """
+    import tf_keras as keras
+    from tf_keras.src.backend import RandomGenerator
+
+    generators = []
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, keras.layers.Dropout) and layer.rate > 0:
+            layer._random_generator = RandomGenerator(seed=seed * 7919 + i, rng_type="stateful")
+            layer._random_generator._maybe_init()
+            generators.append(layer._random_generator._generator)
+    return generators

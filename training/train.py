@@ -182,27 +182,6 @@ def build(config: dict[str, Any], dataset, sync: bool, input_size: int | None = 
     )
 
 
-def seed_dropout(model, seed: int) -> list:
-    """Gives every dropout layer its own seeded, checkpointed random generator.
-
-    Keras' default dropout uses stateful legacy ops whose state cannot be saved;
-    a `tf.random.Generator` is a variable, so the checkpoint restores it and a
-    resumed run draws the same masks as an uninterrupted one. Returns the
-    generators, which the caller must add to its checkpoint (Keras does not
-    track them through the layer).
-    """
-    import tf_keras as keras
-    from tf_keras.src.backend import RandomGenerator
-
-    generators = []
-    for i, layer in enumerate(model.layers):
-        if isinstance(layer, keras.layers.Dropout) and layer.rate > 0:
-            layer._random_generator = RandomGenerator(seed=seed * 7919 + i, rng_type="stateful")
-            layer._random_generator._maybe_init()
-            generators.append(layer._random_generator._generator)
-    return generators
-
-
 def synchronize_batchnorm(model) -> int:
     """Makes EVERY BatchNormalization compute its statistics over the global batch; returns the count.
 
@@ -288,11 +267,6 @@ def write_scalars(writer, step: int, **values: float) -> None:
             tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata.SerializeToString())
 
 
-def format_eta(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def train(args: argparse.Namespace) -> int:
     """Runs (or resumes) a training run; returns the process exit code."""
     config = resolve_config(args)
@@ -303,7 +277,7 @@ def train(args: argparse.Namespace) -> int:
     from training.datasets import open_dataset
     from training.losses import masked_cross_entropy_sum, weight_decay_loss
     from training.pipeline import train_batches
-    from training.runs import CsvLog, default_run_dir, point_latest
+    from training.runs import CsvLog, default_run_dir, format_eta, point_latest, seed_dropout
     from zoo import describe
     from zoo.files import atomic_write_json
 
