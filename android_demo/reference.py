@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from training.palette import voc_palette  # noqa: F401  (the Java core copies this colour map)
+
 
 def letterbox_size(image_hw: Sequence[int], input_hw: Sequence[int]) -> tuple[int, int, float]:
     """(content_height, content_width, scale) of an image fitted into the model input, aspect kept."""
@@ -72,20 +74,6 @@ def labels_from_logits(logits: np.ndarray) -> np.ndarray:
     if logits.shape[-1] > 256:
         raise ValueError(f"{logits.shape[-1]} classes do not fit a uint8 label map")
     return np.argmax(logits, axis=-1).astype(np.uint8)
-
-
-def voc_palette(n: int = 256) -> np.ndarray:
-    """The PASCAL VOC colour map, n x 3 uint8 (bit-interleaved class index)."""
-    palette = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette[i] = (r, g, b)
-    return palette
 
 
 def colorize(labels: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:

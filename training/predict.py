@@ -25,21 +25,8 @@ import numpy as np  # noqa: E402
 from training.datasets import DatasetError, read_image  # noqa: E402
 from training.predictors import Predictor, load_predictor  # noqa: E402
 from training.preprocess import eval_inputs, fit_size  # noqa: E402
+from training.palette import voc_palette  # noqa: E402,F401  (re-exported)
 from zoo.files import atomic_write_bytes  # noqa: E402
-
-
-def voc_palette(n: int = 256) -> np.ndarray:
-    """PASCAL VOC's colour map: uint8 [n, 3] RGB, colour of label i at row i."""
-    palette = np.zeros((n, 3), np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette[i] = (r, g, b)
-    return palette
 
 
 def predict_image(predictor: Predictor, image: np.ndarray) -> np.ndarray:
