@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -86,18 +85,6 @@ def _tiny_tflite() -> bytes:
     return tf.lite.TFLiteConverter.from_concrete_functions([conv.get_concrete_function()], conv).convert()
 
 
-def _vm_hwm_kb() -> int:
-    """Peak resident set of this process image in kB (see benchmarks/memory.py for why not ru_maxrss)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-
-
 def _child(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Time one .tflite file on the LiteRT GPU accelerator (child).")
     parser.add_argument("tflite", help="the .tflite file")
@@ -108,6 +95,7 @@ def _child(argv: list[str] | None = None) -> int:
     import numpy as np
     from ai_edge_litert.compiled_model import CompiledModel
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+    from memory import peak_rss_kb  # run as a script: benchmarks/ is sys.path[0]; stdlib-only imports
 
     try:
         model = CompiledModel.from_file(str(args.tflite), hardware_accel=HardwareAccelerator.GPU)
@@ -143,7 +131,7 @@ def _child(argv: list[str] | None = None) -> int:
         "mean_ms": float(ms.mean()),
         "min_ms": float(ms.min()),
         "runs": len(times),
-        "peak_rss_mb": _vm_hwm_kb() / 1024.0,
+        "peak_rss_mb": peak_rss_kb() / 1024.0,
     }
     print(json.dumps(result), flush=True)
     return 0

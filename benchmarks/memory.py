@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _maxrss_kb() -> int:
+def peak_rss_kb() -> int:
     """Peak resident set of this process image, in kB.
 
     VmHWM from /proc/self/status where there is one: it belongs to the address space
@@ -77,7 +77,7 @@ def _child(argv: list[str] | None = None) -> int:
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
-    baseline = _maxrss_kb()
+    baseline = peak_rss_kb()
     data = Path(args.tflite).read_bytes()
     interpreter = Interpreter(model_content=data, num_threads=args.threads)
     interpreter.allocate_tensors()
@@ -92,7 +92,7 @@ def _child(argv: list[str] | None = None) -> int:
         interpreter.set_tensor(detail["index"], value)
     for _ in range(args.runs):
         interpreter.invoke()
-    print(json.dumps({"baseline_kb": baseline, "peak_kb": _maxrss_kb()}), flush=True)
+    print(json.dumps({"baseline_kb": baseline, "peak_kb": peak_rss_kb()}), flush=True)
     return 0
 
 
