@@ -173,7 +173,7 @@ def run_qat(settings: QATSettings, log: Callable[[str], None] = print) -> dict[s
     from training.losses import masked_cross_entropy_sum, weight_decay_loss
     from training.pipeline import train_batches
     from training.runs import CsvLog
-    from training.runs import format_eta, seed_dropout
+    from training.runs import format_eta, restore_newest, seed_dropout
     from zoo import describe, update_description
     from zoo.files import atomic_write_bytes, atomic_write_json
 
@@ -217,10 +217,10 @@ def run_qat(settings: QATSettings, log: Callable[[str], None] = print) -> dict[s
     )
     start_step = 0
     if settings.resume:
-        if manager.latest_checkpoint is None:
-            raise QATError(f"--resume: no checkpoint in {os.path.join(out, 'checkpoints')}")
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        start_step = int(optimizer.iterations.numpy())
+        try:
+            start_step = restore_newest(checkpoint, manager, optimizer)
+        except FileNotFoundError as error:
+            raise QATError(str(error)) from None
         log(f"resumed {out} from {manager.latest_checkpoint} at step {start_step}")
 
     os.makedirs(out, exist_ok=True)

@@ -89,3 +89,14 @@ def seed_dropout(model, seed: int) -> list:
             layer._random_generator._maybe_init()
             generators.append(layer._random_generator._generator)
     return generators
+
+
+def restore_newest(checkpoint, manager, optimizer) -> int:
+    """Restores the newest checkpoint of `manager` into `checkpoint`; returns the step it was at.
+
+    Raises FileNotFoundError (naming the folder) when there is none, for `--resume`.
+    """
+    if manager.latest_checkpoint is None:
+        raise FileNotFoundError(f"--resume: no checkpoint in {manager.directory}")
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    return int(optimizer.iterations.numpy())

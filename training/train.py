@@ -277,7 +277,7 @@ def train(args: argparse.Namespace) -> int:
     from training.datasets import open_dataset
     from training.losses import masked_cross_entropy_sum, weight_decay_loss
     from training.pipeline import train_batches
-    from training.runs import CsvLog, default_run_dir, format_eta, point_latest, seed_dropout
+    from training.runs import CsvLog, default_run_dir, format_eta, point_latest, restore_newest, seed_dropout
     from zoo import describe
     from zoo.files import atomic_write_json
 
@@ -321,10 +321,10 @@ def train(args: argparse.Namespace) -> int:
     manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=args.keep_checkpoints, checkpoint_name="ckpt")
     start_step = 0
     if args.resume:
-        if manager.latest_checkpoint is None:
-            raise UsageError(f"--resume: no checkpoint in {ckpt_dir}")
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        start_step = int(optimizer.iterations.numpy())
+        try:
+            start_step = restore_newest(checkpoint, manager, optimizer)
+        except FileNotFoundError as error:
+            raise UsageError(str(error)) from None
         print(f"resumed {out} from {manager.latest_checkpoint} at step {start_step}")
     stop_step = min(args.steps, args.stop_at or args.steps)
     if start_step >= stop_step:
