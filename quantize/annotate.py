@@ -7,7 +7,9 @@ Conv/BN/ReLU transforms, which place no quantizer between a conv and its
 BatchNorm, as the converter folds them); the KSAC pyramid becomes
 `QuantizableSharedAtrousConv2D` with `SharedKernelQuantizeConfig`; `ResizeToMatch`
 and `ModelDescription` get `NoOpQuantizeConfig`. Then `quantize_apply` inserts
-the fake-quantization, inside `quantize_scope` so the custom classes clone.
+the fake-quantization, inside `quantize_scope` so the custom classes clone, with
+tfmot's default scheme minus its Concatenate transform, which reorders inputs
+(`OrderKeepingLayoutTransform`); `check_input_order` verifies the result.
 
 `copy_trained_weights(qat_model, model)` writes the float (latent) weights of the
 fine-tuned QAT model back into a plain zoo model of the same architecture, so
@@ -20,6 +22,14 @@ from typing import Any, Iterator
 
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import default_8bit_transforms
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_layout_transform import (
+    Default8BitQuantizeLayoutTransform,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_scheme import (
+    Default8BitQuantizeScheme,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import model_transformer
 from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import QuantizeLayer
 
 from quantize.ksac_config import (
@@ -42,6 +52,49 @@ CUSTOM_OBJECTS: dict[str, Any] = {
     "ResizeToMatch": ResizeToMatch,
     "ModelDescription": ModelDescription,
 }
+
+
+class OrderKeepingLayoutTransform(Default8BitQuantizeLayoutTransform):
+    """tfmot's default 8-bit layout transforms without its Concatenate transforms.
+
+    tfmot's ConcatTransform (quantize only after a Concatenate) reorders the
+    Concatenate's inputs when it rewrites the layers feeding it
+    (tensorflow/model-optimization#1061, open): the QAT MobileNetV2 heads
+    concatenated e.g. [KSAC, pooling, 1x1] instead of [1x1, KSAC, pooling], so
+    fine-tuning trained another network than the one exported. Without it, each
+    input keeps its own output quantizer and the Concatenate quantizes its output;
+    the int8 converter gives a concatenation's inputs the output's scale, so the
+    only difference to the file is one extra, finer rounding per input.
+    Same list and order as `Default8BitQuantizeLayoutTransform.apply` otherwise.
+    """
+
+    def apply(self, model: keras.Model, layer_quantize_map: dict[str, Any]) -> tuple[keras.Model, dict[str, Any]]:
+        transforms = [
+            default_8bit_transforms.InputLayerQuantize(),
+            default_8bit_transforms.SeparableConv1DQuantize(),
+            default_8bit_transforms.SeparableConvQuantize(),
+            default_8bit_transforms.Conv2DReshapeBatchNormReLUQuantize(),
+            default_8bit_transforms.Conv2DReshapeBatchNormActivationQuantize(),
+            default_8bit_transforms.Conv2DBatchNormReLUQuantize(),
+            default_8bit_transforms.Conv2DBatchNormActivationQuantize(),
+            default_8bit_transforms.Conv2DReshapeBatchNormQuantize(),
+            default_8bit_transforms.Conv2DBatchNormQuantize(),
+            default_8bit_transforms.DenseBatchNormQuantize(),
+            default_8bit_transforms.DenseBatchNormReLUQuantize(),
+            default_8bit_transforms.DenseBatchNormActivationQuantize(),
+            default_8bit_transforms.LayerReLUQuantize(),
+            default_8bit_transforms.LayerReluActivationQuantize(),
+        ]
+        return model_transformer.ModelTransformer(
+            model, transforms, set(layer_quantize_map.keys()), layer_quantize_map
+        ).transform()
+
+
+class OrderKeepingQuantizeScheme(Default8BitQuantizeScheme):
+    """tfmot's default 8-bit scheme with `OrderKeepingLayoutTransform`."""
+
+    def get_layout_transformer(self) -> OrderKeepingLayoutTransform:
+        return OrderKeepingLayoutTransform()
 
 
 class QuantizeError(ValueError):
@@ -87,9 +140,44 @@ def quantize_model(model: keras.Model, input_size: int | tuple[int, int] | None 
         inputs = keras.Input((*size, model.input_shape[-1]), name=model.inputs[0].name.split(":")[0])
     with quantize_scope():
         annotated = keras.models.clone_model(model, input_tensors=inputs, clone_function=_annotate)
-        qat_model = tfmot.quantization.keras.quantize_apply(annotated)
+        qat_model = tfmot.quantization.keras.quantize_apply(annotated, scheme=OrderKeepingQuantizeScheme())
+    check_input_order(qat_model, model)
     copy_trained_weights(model, qat_model)
     return qat_model
+
+
+def _inbound_names(layer_config: dict[str, Any]) -> list[str] | None:
+    """Names of the layers feeding a layer called once, in order; None otherwise."""
+    nodes = layer_config.get("inbound_nodes") or []
+    if len(nodes) != 1 or not nodes[0] or not isinstance(nodes[0][0], list):
+        return None
+    return [item[0] for item in nodes[0]]
+
+
+def check_input_order(qat_model: keras.Model, float_model: keras.Model) -> None:
+    """Raises QuantizeError if a multi-input layer of `qat_model` is fed in another order than in `float_model`.
+
+    A reordered Concatenate still builds and trains, but it is another network
+    than the float one (see `OrderKeepingLayoutTransform`): catch it here.
+    """
+    wanted = {}
+    for entry in float_model.get_config()["layers"]:
+        inbound = _inbound_names(entry)
+        if inbound and len(inbound) > 1:
+            wanted[entry["name"]] = inbound
+    config = qat_model.get_config()
+    inner = {layer.name: _inner(layer).name for layer in qat_model.layers}
+    for entry in config["layers"]:  # tfmot's input QuantizeLayer stands for the input it quantizes
+        inbound = _inbound_names(entry)
+        if entry["class_name"] == "QuantizeLayer" and inbound:
+            inner[entry["name"]] = inner.get(inbound[0], inbound[0])
+    for entry in config["layers"]:
+        name = inner.get(entry["name"], entry["name"])
+        inbound = _inbound_names(entry)
+        if name in wanted and inbound is not None:
+            got = [inner.get(item, item) for item in inbound]
+            if got != wanted[name]:
+                raise QuantizeError(f"layer {name!r}: the QAT model feeds it {got}, the float model {wanted[name]}")
 
 
 def _inner(layer: keras.layers.Layer) -> keras.layers.Layer:

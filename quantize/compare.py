@@ -8,6 +8,10 @@ of convert/, into a temporary folder unless --keep), the QAT file is taken from
 QAT_DIR/model_int8.tflite (written by quantize/qat.py; "not run" if absent), and
 each file is evaluated with training/evaluate.py's code on the same split. One
 table: file size, mIoU, and the drop from fp32 in mIoU points.
+
+QAT also trains the network for more steps, which can move its float accuracy
+either way. When QAT_DIR/model_qat.keras exists, a fourth row ("QAT fp32") is its
+fp32 export: the int8 QAT file minus that row is the loss due to int8 alone.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any, Callable, Sequence  # noqa: E402
 
 DEFAULT_MODEL = os.path.join("runs", "latest", "model.keras")
 ROWS = ("fp32", "int8 PTQ", "int8 QAT")
+QAT_FLOAT_ROW = "QAT fp32"
 
 
 def evaluate_file(path: str, data: str | None, split: str, limit: int | None) -> dict[str, Any]:
@@ -61,6 +66,7 @@ def compare(
     Returns:
         Rows {"version", "file", "bytes", "miou", "drop", "status"}; `drop` is fp32 mIoU
         minus this version's (points); a QAT row without a file has status "not run".
+        A "QAT fp32" row follows when `qat_dir` holds model_qat.keras.
     """
     import zoo
     from convert.export import export_tflite
@@ -82,7 +88,15 @@ def compare(
             atomic_write_bytes(files[version], result.tflite)
         qat_file = os.path.join(qat_dir, "model_int8.tflite")
         files["int8 QAT"] = qat_file if os.path.isfile(qat_file) else None
-        for version in ROWS:
+        versions = list(ROWS)
+        qat_keras = os.path.join(qat_dir, "model_qat.keras")
+        if os.path.isfile(qat_keras):
+            log(f"exporting {QAT_FLOAT_ROW}")
+            result = export_tflite(load_float_model(qat_keras), "fp32", check_parity=False)
+            files[QAT_FLOAT_ROW] = os.path.join(folder, "model_qat_fp32.tflite")
+            atomic_write_bytes(files[QAT_FLOAT_ROW], result.tflite)
+            versions.append(QAT_FLOAT_ROW)
+        for version in versions:
             path = files[version]
             if path is None:
                 rows.append({"version": version, "file": qat_file, "bytes": None, "miou": None, "drop": None,
@@ -91,7 +105,7 @@ def compare(
                 continue
             log(f"evaluating {version} on {data} {split}")
             result = evaluate_file(path, data, split, limit)
-            rows.append({"version": version, "file": path if keep or version == "int8 QAT" else None,
+            rows.append({"version": version, "file": path if keep or path.startswith(qat_dir) else None,
                          "bytes": os.path.getsize(path), "miou": result["miou"], "drop": None,
                          "images": result["images"], "status": "ok"})  # fmt: skip
     finally:

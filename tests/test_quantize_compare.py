@@ -30,6 +30,7 @@ def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
     qat_dir = tmp_path / "qat"
     qat_dir.mkdir()
     (qat_dir / "model_int8.tflite").write_bytes(exports["int8"].tflite)
+    model.save(str(qat_dir / "model_qat.keras"))  # stand-in QAT weights: the float model's
 
     def remembered(model, precision, **kwargs):  # every comparison reuses the first exports
         if precision not in exports:
@@ -40,16 +41,17 @@ def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
     code = compare_cli.main(["--model", path, "--limit", "4", "--calibration-steps", "4", "--json"])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["version"] for r in rows] == ["fp32", "int8 PTQ", "int8 QAT"]
+    assert [r["version"] for r in rows] == ["fp32", "int8 PTQ", "int8 QAT", "QAT fp32"]
     assert all(r["status"] == "ok" for r in rows) and rows[0]["drop"] == 0
     assert 0 <= rows[1]["miou"] <= 100 and rows[1]["bytes"] < rows[0]["bytes"]
     assert abs(rows[2]["drop"] - (rows[0]["miou"] - rows[2]["miou"])) < 1e-9
     assert rows[2]["miou"] == rows[1]["miou"]  # the stand-in QAT file is the PTQ file
+    assert rows[3]["miou"] == rows[0]["miou"] and rows[3]["drop"] == 0  # QAT fp32 of the same weights
     assert "int8 QAT" in compare_cli.format_table(rows)
 
     # Without a QAT folder, the QAT row says so.
     rows = compare_cli.compare(path, qat_dir=str(tmp_path / "absent"), limit=4, calibration_steps=4)
-    assert rows[2]["status"] == "not run" and rows[2]["miou"] is None and rows[2]["drop"] is None
+    assert len(rows) == 3 and rows[2]["status"] == "not run" and rows[2]["miou"] is None and rows[2]["drop"] is None
     assert "not run" in compare_cli.format_table(rows)
 
 

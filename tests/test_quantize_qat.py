@@ -37,6 +37,10 @@ def test_qat_model_builds_and_starts_from_the_float_weights(name):
     assert calibrate_ranges(qat, [x]) == 1
     qat_out = qat(x, training=False).numpy()
     assert qat_out.shape == float_out.shape and np.isfinite(qat_out).all()
+    # The fake-quantized network is the float one up to int8 rounding: no reordered
+    # Concatenate inputs (tfmot's ConcatTransform does that, see quantize/annotate.py).
+    error = np.abs(qat_out - float_out).max() / np.abs(float_out).max()
+    assert error < 0.15, error
     # The input quantizer's range is the batch's, not tfmot's initial [-6, 6].
     (input_quantizer,) = [layer for layer in qat.layers if isinstance(layer, QuantizeLayer)]
     low, high = (v.numpy() for v in input_quantizer.weights if v.name.endswith(("_min:0", "_max:0")))
