@@ -7,7 +7,7 @@
 4. Print the table.
 
 Every step runs the same command a user would, printed before it runs.
-Environment knobs: DEMO_STEPS (training steps, default 100), DEMO_OUT (runs/demo).
+Environment knobs: DEMO_STEPS (training steps, default 300), DEMO_OUT (runs/demo).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-STEPS = int(os.environ.get("DEMO_STEPS", "100"))
+STEPS = int(os.environ.get("DEMO_STEPS", "300"))
 OUT = os.environ.get("DEMO_OUT", os.path.join("runs", "demo"))
 HEADS = ("ksac", "aspp")
 PRECISIONS = ("fp32", "int8")

@@ -20,9 +20,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +32,7 @@ from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.tools import flatbuffer_utils
 
 from convert import inspect as tflite_inspect
+from convert.activation_ranges import apply_ranges, ranges_replaced_after_calibration
 from convert.ksac_export import FLOAT_FORM, INT8_FORM, UnrolledSharedAtrousConv2D
 from convert.metadata import with_metadata
 from zoo.layers import SharedAtrousConv2D
@@ -220,6 +222,7 @@ def export_tflite(
     int8_io: bool = False,
     check_parity: bool = True,
     parity_images: int = 8,
+    activation_ranges: Mapping[str, tuple[float, float]] | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> ExportResult:
     """Converts a zoo model to a `.tflite` flatbuffer and reports on it.
@@ -237,6 +240,9 @@ def export_tflite(
         int8_io: int8 input and output tensors (default float32 I/O, also in int8).
         check_parity: run the file and the Keras model on real images and compare.
         parity_images: images used for that comparison.
+        activation_ranges: int8 only: (min, max) per activation, keyed as in
+            `convert.activation_ranges` (e.g. from `quantize.calibrate.qat_activation_ranges`);
+            they replace the calibrated ranges of the tensors they name, the others keep theirs.
         log: called with progress messages.
 
     Returns:
@@ -270,10 +276,27 @@ def export_tflite(
 
     log(f"converting {description['name']} to {precision} ({'naive' if naive else 'ksac-aware'})")
     converter = _converter(export_model, precision, representative, int8_io)
+    ranges_used: list[str] = []
+    ranges_hook: Any = contextlib.nullcontext([])
+    if activation_ranges:
+        if precision != "int8" or naive:
+            raise ExportError("activation_ranges apply to the KSAC-aware int8 export only")
+        ksac_rates = {layer.name: list(layer.rates) for layer in export_model.layers
+                      if isinstance(layer, UnrolledSharedAtrousConv2D)}  # fmt: skip
+
+        def replace(calibrated: bytes) -> bytes:
+            replaced, used = apply_ranges(calibrated, activation_ranges, ksac_rates)
+            ranges_used.extend(used)
+            return replaced
+
+        ranges_hook = ranges_replaced_after_calibration(replace)
     try:
-        converted = converter.convert()
+        with ranges_hook as calibrations:
+            converted = converter.convert()
     except Exception as error:  # the converter raises many types; name the step that failed
         raise ExportError(f"TFLite conversion of {description['name']} to {precision} failed: {error}") from error
+    if activation_ranges and not calibrations:
+        raise ExportError("the TFLite converter did not call its calibration step, so the given activation ranges were not applied")
 
     flatbuffer = flatbuffer_utils.read_model_from_bytearray(bytearray(converted))
     rates = description.get("rates") or []
@@ -296,6 +319,9 @@ def export_tflite(
         "weight_buffers": tflite_inspect.weight_buffers(flatbuffer)["count"],
         "weight_bytes": tflite_inspect.weight_buffers(flatbuffer)["bytes"],
     }
+    if precision == "int8":
+        # How many activation tensors took a given (e.g. QAT) range instead of the calibrated one.
+        report["given_activation_ranges"] = len(ranges_used)
     if description["head"] == "ksac":
         report["shared_kernel_buffers"] = len(tflite_inspect.pyramid_buffers(flatbuffer, rates))
         report["negative_scale_channels"] = negative_scale_channels(model)

@@ -94,3 +94,28 @@ def calibrate_ranges(qat_model: keras.Model, batches: Iterable[np.ndarray]) -> i
         for v in variables:
             v.assign(observed[id(v)])
     return count
+
+
+def qat_activation_ranges(qat_model: keras.Model) -> dict[str, tuple[float, float]]:
+    """The activation ranges of a tfmot model's quantizers, keyed as `convert.activation_ranges` reads them.
+
+    `quantize_layer/quantize_layer_min` becomes "input", `quant_<layer>/output_min` and
+    `quant_<layer>/post_activation_min` become "<layer>", and the KSAC pyramid's
+    `quant_<layer>/<part>_post_activation_min` becomes "<layer>/<part>" (e.g.
+    "head_ksac/rate6_relu", "head_ksac/partial_sum2"). Weight ranges are left out:
+    the exporter quantizes weights itself (the shared kernel on the same grid).
+    """
+    bounds: dict[str, dict[str, float]] = {}
+    for variable in range_variables(qat_model):
+        wrapper, _, name = variable.name.split(":")[0].rpartition("/")
+        name, _, bound = name.rpartition("_")  # "..._min" -> ("...", "min")
+        if "kernel" in name:
+            continue
+        if not wrapper.startswith("quant_"):
+            key = "input"  # tfmot's QuantizeLayer on the model input
+        else:
+            layer = wrapper[len("quant_"):]
+            part = name[: -len("_post_activation")] if name.endswith("_post_activation") else ""
+            key = f"{layer}/{part}" if part else layer
+        bounds.setdefault(key, {})[bound] = float(np.asarray(variable.numpy()).reshape(-1)[0])
+    return {key: (b["min"], b["max"]) for key, b in bounds.items() if "min" in b and "max" in b}

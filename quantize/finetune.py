@@ -5,8 +5,9 @@
 schedule on training/pipeline.py's augmented batches and training/losses.py's
 loss, checkpoints to `OUT/checkpoints/` (resumable at the exact step and data
 position), then writes the trained float weights into the plain zoo model
-(`OUT/model_qat.keras`) and exports it with the KSAC-aware int8 exporter
-(`OUT/model_int8.tflite`, report in `OUT/export_report.json`).
+(`OUT/model_qat.keras`) and exports it with the KSAC-aware int8 exporter, with
+the activation ranges of the QAT quantizers (`OUT/model_int8.tflite`, report in
+`OUT/export_report.json`).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def run_qat(settings: QATSettings, log: Callable[[str], None] = print) -> dict[s
     import tf_keras as keras
 
     from convert.export import export_tflite
-    from quantize.calibrate import calibrate_ranges
+    from quantize.calibrate import calibrate_ranges, qat_activation_ranges
     from quantize.checks import int8_rules
     from quantize.annotate import copy_trained_weights, float_layers, quantize_model
     from training.datasets import DatasetError, open_dataset
@@ -291,11 +292,14 @@ def run_qat(settings: QATSettings, log: Callable[[str], None] = print) -> dict[s
 
     if not settings.export:
         return {"keras": keras_path}
+    # The file takes the activation ranges the network was fine-tuned against; calibration
+    # fills in only the tensors no QAT quantizer covers (e.g. resize outputs).
     result = export_tflite(
         model,
         "int8",
         calibration=config["data"],
         calibration_steps=settings.calibration_steps,
+        activation_ranges=qat_activation_ranges(qat_model),
         check_parity=True,
         log=lambda message: None if message.startswith("calibrating ") and not message.startswith(f"calibrating {settings.calibration_steps}/") else log(f"  {message}"),
     )

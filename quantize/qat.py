@@ -11,8 +11,9 @@ quantizer on each rate's ReLU output and each partial sum (quantize/ksac_config.
 After fine-tuning, the float weights are written into the plain zoo model, saved
 as OUT/model_qat.keras (description gets qat: true) and exported with the same
 exporter as `convert/to_tflite.py --int8` to OUT/model_int8.tflite (shared kernel
-stored once, native dilated CONV_2D, metadata); its report is printed and saved
-as OUT/export_report.json. OUT/checkpoints/, OUT/qat_log.csv and
+stored once, native dilated CONV_2D, metadata), with the activation ranges the QAT
+quantizers ended with (calibration only fills in tensors no quantizer covers);
+its report is printed and saved as OUT/export_report.json. OUT/checkpoints/, OUT/qat_log.csv and
 OUT/qat_config.json make the run resumable with --resume.
 """
 
@@ -54,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    "the flags recorded in OUT/qat_config.json must not change (--steps may grow)")
     p.add_argument("--calibration-steps", type=int, default=100, metavar="N",
                    help="calibration images: they set the QAT quantizers' initial ranges (instead of tfmot's "
-                   "[-6, 6]) and the int8 export's activation ranges (default 100)")
+                   "[-6, 6]) and, in the int8 export, the ranges of tensors no QAT quantizer covers (default 100)")
     p.add_argument("--log-every", type=int, default=10, help="steps between progress lines / qat_log.csv rows (default 10)")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints; the last step is always saved (default 100)")
     p.add_argument("--no-data-check", action="store_true", help="skip decoding every training sample up front")

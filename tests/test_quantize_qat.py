@@ -98,6 +98,9 @@ def test_qat_then_export_meets_the_int8_rules(qat_run):
     assert rules["ok"], rules
     assert rules["non_int8_conv_filters"] == [] and rules["inner_quantize_ops"] == 0 and rules["pyramid_buffers"] == 1
     assert rules["quantize_ops"] == 2  # one QUANTIZE at the input, one DEQUANTIZE at the output
+    # The file runs with the QAT quantizers' activation ranges: the input, all 68 layer outputs
+    # QAT quantizes, and inside the pyramid 3 rate ReLUs + 1 partial sum.
+    assert report["given_activation_ranges"] == 73
     assert any(line.startswith("step 2/2") for line in lines)
     with open(os.path.join(out, "export_report.json")) as f:
         assert json.load(f)["int8_rules"]["ok"]

@@ -82,6 +82,35 @@ def test_synthetic_is_deterministic_and_multiscale():
     assert len(synthetic.LABEL_NAMES) == 21 and synthetic.LABEL_NAMES[0] == "background"
 
 
+def test_synthetic_class_is_colour_family_and_shape_with_same_coloured_clutter():
+    import cv2
+
+    names = synthetic.LABEL_NAMES
+    assert names[1:6] == [f"red_{s}" for s in synthetic.SHAPES] and names[-1] == "blue_cross"
+    centres = list(synthetic.FAMILIES.values())
+
+    def hue_distance(hue, centre):
+        return abs((hue - centre + 180) % 360 - 180)
+
+    ds = open_dataset("synthetic", "val")
+    checked, saturated_background = 0, 0
+    for i in range(10):
+        image, mask = ds.load(i)
+        hsv = cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2HSV)
+        for c in np.unique(mask[mask > 0]):
+            inside = (mask == c) & (hsv[..., 1] > 0.4)  # the object's saturated pixels (noise, blur aside)
+            if inside.sum() < 50:
+                continue
+            family = (c - 1) // len(synthetic.SHAPES)
+            hue = np.median(hsv[..., 0][inside])
+            # The median hue is its family's (within the jitter plus noise), no other family's.
+            assert hue_distance(hue, centres[family]) < synthetic.HUE_JITTER + 10, (i, names[c], hue)
+            checked += 1
+        # Clutter in the objects' colours is labelled background: colour alone does not segment.
+        saturated_background += int(((mask == 0) & (hsv[..., 1] > 0.6) & (hsv[..., 2] > 0.4)).sum())
+    assert checked > 20 and saturated_background > 1000
+
+
 def test_voc_reads_palette_indices(tmp_path):
     root = make_voc(tmp_path / "VOC2012")
     ds = open_dataset(f"voc:{root}", "train")
