@@ -1,14 +1,22 @@
 """Activation ranges given to the int8 export (QAT's) replace the calibrated ones of the tensors they name."""
 
-import numpy as np
 import pytest
+import tf_keras as keras
 from tensorflow.lite.tools import flatbuffer_utils
 
+from benchmarks.models import randomize_batchnorm
 from convert.activation_ranges import range_key
 from convert.export import ExportError, export_tflite
-from tests.test_convert import small_model
+from zoo import build_model
 
 RATES = {"head_ksac": [6, 12, 18]}
+
+
+def small_model(name):
+    keras.utils.set_random_seed(0)
+    model = build_model(name, input_size=65, width=0.35, head_filters=16)
+    randomize_batchnorm(model, 0)
+    return model
 
 
 @pytest.mark.parametrize(
