@@ -22,7 +22,7 @@ demo: venv
 	$(PY) -m demo
 
 test: venv
-	$(PY) -m pytest -q -n 2 --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15 tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -20,6 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from android_demo import make_golden, reference  # noqa: E402
 from test_android_core import run_core_tests  # noqa: E402
 
+# One worker runs this module's tests that share the module fixture (the int8 export fixture is built once; `--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("golden_int8")
+
 
 @pytest.fixture(scope="module")
 def int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -6,6 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# One worker runs this module's tests that share the module fixture (the converted tiny model is built once; `--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("tiny_tflite")
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 

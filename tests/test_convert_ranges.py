@@ -52,6 +52,7 @@ def find(scales, prefix):
     return hit
 
 
+@pytest.mark.slow
 def test_given_ranges_replace_the_calibrated_ones():
     model = small_model("mobilenetv2_ksac")
     common = dict(calibration="synthetic", calibration_steps=4, parity_images=2)

@@ -23,6 +23,7 @@ def tiny_model_file(folder):
     return model, path
 
 
+@pytest.mark.slow
 def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
     model, path = tiny_model_file(str(tmp_path))
     # A QAT folder holding an int8 export, standing in for quantize/qat.py's (tested in test_quantize_qat.py).

@@ -28,6 +28,7 @@ def run(out: Path, *extra: str) -> list[float]:
         return [float(row["loss"]) for row in csv.DictReader(f)], proc.stdout
 
 
+@pytest.mark.slow
 def test_two_replicas_match_one_device(tmp_path):
     one, _ = run(tmp_path / "one", "--strategy", "default")
     two, log = run(tmp_path / "two", "--cpu-replicas", "2")

@@ -14,6 +14,9 @@ from training import evaluate as evaluate_cli
 from training import predict as predict_cli
 from training import train as train_cli
 
+# One worker runs this module's tests that share the module fixture (the training-run fixture is built once; `--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("straight_run")
+
 TINY = ["--backbone", "mobilenetv2", "--head", "ksac", "--width", "0.35", "--head-filters", "32",
         "--crop-size", "65", "--batch-size", "2", "--lr", "0.01", "--seed", "3", "--log-every", "1"]  # fmt: skip
 

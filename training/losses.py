@@ -18,9 +18,21 @@ def masked_cross_entropy_sum(labels: tf.Tensor, logits: tf.Tensor) -> tuple[tf.T
     return tf.reduce_sum(ce * valid), tf.reduce_sum(valid)
 
 
+# DeepLab's weight-decay rule (slim's conv2d regulariser with regularize_depthwise=False):
+# L2 on the kernels of regular and pointwise convolutions (the KSAC shared kernel and
+# the logits layer included); never on depthwise kernels, BatchNorm parameters or biases.
+# Keras names those variables ".../kernel", ".../depthwise_kernel", ".../gamma", ".../bias".
+DECAYED_VARIABLE_NAMES = ("kernel",)
+
+
+def decayed_variables(model: keras.Model) -> list[tf.Variable]:
+    """The trainable variables that weight decay applies to (see `DECAYED_VARIABLE_NAMES`)."""
+    return [v for v in model.trainable_variables if v.name.split("/")[-1].split(":")[0] in DECAYED_VARIABLE_NAMES]
+
+
 def weight_decay_loss(model: keras.Model, weight_decay: float) -> tf.Tensor:
-    """DeepLab's L2 regularisation: weight_decay * sum(w^2) / 2 over convolution kernels (not BN, not biases)."""
-    kernels = [v for v in model.trainable_variables if "kernel" in v.name]
+    """DeepLab's L2 regularisation: weight_decay * sum(w^2) / 2 over `decayed_variables(model)`."""
+    kernels = decayed_variables(model)
     if weight_decay <= 0 or not kernels:
         return tf.constant(0.0)
     return weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in kernels])

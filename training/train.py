@@ -80,7 +80,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     p.add_argument("--poly-power", type=float, help="poly schedule power: lr * (1 - step/steps)^power (default 0.9)")
     p.add_argument("--weight-decay", type=float, help="L2 weight decay on convolution kernels, wd * sum(w^2)/2 (default 4e-5)")
-    p.add_argument("--weights", help="initial weights: a backbone .h5 file (loaded by layer name) or a trained .keras model (layers with matching name and shape)")
+    p.add_argument("--weights", help="initial weights: a Keras HDF5 file (.h5/.hdf5, e.g. ImageNet backbone weights; loaded by layer name) or a trained .keras model (layers with matching name and shape); the layers matched are printed")
     p.add_argument("--width", type=float, help="backbone width multiplier (default 1.0; 0.35 for tiny test models)")
     p.add_argument("--head-filters", type=int, help="channels of the head (default 256 as in the paper; 32 for tiny test models)")
     p.add_argument("--dropout", type=float, help="dropout after the head's projection (default 0.1)")
@@ -103,7 +103,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     from training.runs import read_config
 
     given = {k: getattr(args, k) for k in DEFAULTS}
-    given.update(backbone=args.backbone, head=args.head)
+    given.update(backbone=args.backbone, head=args.head, rates=parse_rates(args.rates))
     if args.resume:
         run_dir = args.out or os.path.join("runs", "latest")
         saved = read_config(run_dir)
@@ -119,21 +119,31 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         config["out"] = args.out
     if config["input_size"] is None:
         config["input_size"] = config["crop_size"]
-    if isinstance(config["rates"], str):
-        try:
-            config["rates"] = [int(r) for r in config["rates"].split(",")]
-        except ValueError:
-            raise UsageError(f"--rates must be comma-separated integers, got {config['rates']!r}") from None
     if config["crop_size"] < config["output_stride"]:
         raise UsageError(f"--crop-size {config['crop_size']} is smaller than the output stride {config['output_stride']}")
     if args.steps < 1:
         raise UsageError(f"--steps must be positive, got {args.steps}")
     if config["batch_size"] < 1:
         raise UsageError(f"--batch-size must be positive, got {config['batch_size']}")
-    if config["weights"] and not os.path.isfile(config["weights"]):
-        raise UsageError(f"--weights file not found: {config['weights']}")
+    if config["weights"] and not args.resume:  # a resumed run restores its checkpoint instead
+        from zoo.weights import weights_format
+
+        try:
+            weights_format(config["weights"])
+        except (FileNotFoundError, ValueError) as error:
+            raise UsageError(f"--weights: {error}") from None
     config["model"] = f"{config['backbone']}_{config['head']}"
     return config
+
+
+def parse_rates(text: str | None) -> list[int] | None:
+    """`--rates 6,12,18` as [6, 12, 18] (None stays None: the output stride's default rates)."""
+    if text is None:
+        return None
+    try:
+        return [int(r) for r in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--rates must be comma-separated integers, got {text!r}") from None
 
 
 def make_strategy(kind: str, cpu_replicas: int):
@@ -164,7 +174,8 @@ def is_chief(strategy) -> bool:
     return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def build(config: dict[str, Any], dataset, sync: bool, input_size: int | None = None):
+def build(config: dict[str, Any], dataset, sync: bool, input_size: int | None = None, weights: str | None = None):
+    """The run's model; `weights` (a file `zoo.weights.load_weights` takes) initialises it."""
     from zoo import build_model
 
     return build_model(
@@ -178,7 +189,7 @@ def build(config: dict[str, Any], dataset, sync: bool, input_size: int | None = 
         dropout=config["dropout"],
         sync_batchnorm=sync,
         label_names=dataset.label_names,
-        backbone_weights=config["weights"] if (config["weights"] or "").endswith(".h5") else None,
+        backbone_weights=weights,
     )
 
 
@@ -206,27 +217,6 @@ def set_bn_momentum(model, momentum: float) -> int:
     for layer in layers:
         layer.momentum = momentum
     return len(layers)
-
-
-def load_keras_weights(model, path: str) -> int:
-    """Copies weights of layers with the same name and shapes from a saved .keras model; returns the count."""
-    import tf_keras as keras
-
-    import zoo  # noqa: F401  (registers the custom layers)
-
-    source = keras.models.load_model(path, compile=False)
-    copied = 0
-    for layer in model.layers:
-        try:
-            other = source.get_layer(layer.name)
-        except ValueError:
-            continue
-        ours, theirs = layer.get_weights(), other.get_weights()
-        if ours and len(ours) == len(theirs) and all(a.shape == b.shape for a, b in zip(ours, theirs)):
-            layer.set_weights(theirs)
-            copied += 1
-    print(f"loaded {copied} layers from {path}")
-    return copied
 
 
 def export_model(train_model, config: dict[str, Any], dataset, path: str) -> None:
@@ -293,9 +283,10 @@ def train(args: argparse.Namespace) -> int:
 
     keras.utils.set_random_seed(config["seed"])
     with strategy.scope():
-        model = build(config, dataset, sync=replicas > 1)
-        if config["weights"] and config["weights"].endswith(".keras"):
-            load_keras_weights(model, config["weights"])
+        try:
+            model = build(config, dataset, sync=replicas > 1, weights=None if args.resume else config["weights"])
+        except ValueError as error:  # a model option or weights file that does not fit
+            raise UsageError(str(error)) from None
         if replicas > 1:
             synchronize_batchnorm(model)
         if config["bn_momentum"] is not None:

@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import tensorflow as tf
 import tf_keras as keras
 
+from zoo.atrous import dilated_conv2d
+
 PACKAGE = "ksac_zoo"
 
 # DeepLab's BatchNorm settings (decay 0.9997, epsilon 1e-5) for everything outside
@@ -63,7 +65,9 @@ class SharedAtrousConv2D(keras.layers.Layer):
         kernel_size: spatial size of the shared kernel (3).
         non_negative_scale: constrain every branch's BatchNorm gamma to be >= 0.
         sync_batchnorm: synchronise BatchNorm statistics across replicas.
-        kernel_regularizer: optional regulariser of the shared kernel.
+
+    Weight decay is not a layer option: the trainer applies it to the shared kernel
+    like every other convolution kernel (`training.losses.decayed_variables`).
 
     Example:
     >>> layer = SharedAtrousConv2D(filters=8, rates=(1, 2, 3))
@@ -78,16 +82,17 @@ class SharedAtrousConv2D(keras.layers.Layer):
         kernel_size: int = 3,
         non_negative_scale: bool = True,
         sync_batchnorm: bool = False,
-        kernel_regularizer: Any = None,
         **kwargs: Any,
     ) -> None:
+        # Models saved before weight decay moved to the trainer carry `kernel_regularizer: None`.
+        if kwargs.pop("kernel_regularizer", None) is not None:
+            raise ValueError("SharedAtrousConv2D takes no kernel_regularizer; see training.losses.decayed_variables")
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.rates = check_rates(rates)
         self.kernel_size = int(kernel_size)
         self.non_negative_scale = bool(non_negative_scale)
         self.sync_batchnorm = bool(sync_batchnorm)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         constraint = keras.constraints.NonNeg() if self.non_negative_scale else None
         self.batch_norms = [
             batch_norm(f"bn_rate{rate}", sync=self.sync_batchnorm, gamma_constraint=constraint)
@@ -100,7 +105,6 @@ class SharedAtrousConv2D(keras.layers.Layer):
             name="kernel",
             shape=(self.kernel_size, self.kernel_size, in_channels, self.filters),
             initializer=keras.initializers.HeNormal(),
-            regularizer=self.kernel_regularizer,
             trainable=True,
         )
         branch_shape = tf.TensorShape(input_shape)[:-1].concatenate([self.filters])
@@ -111,7 +115,7 @@ class SharedAtrousConv2D(keras.layers.Layer):
 
     def branch_conv(self, inputs: tf.Tensor, rate: int) -> tf.Tensor:
         """The shared kernel applied at one rate, before its BatchNorm."""
-        return tf.nn.conv2d(inputs, self.kernel, strides=1, padding="SAME", dilations=rate)
+        return dilated_conv2d(inputs, self.kernel, rate)
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         outputs = None
@@ -131,7 +135,6 @@ class SharedAtrousConv2D(keras.layers.Layer):
             kernel_size=self.kernel_size,
             non_negative_scale=self.non_negative_scale,
             sync_batchnorm=self.sync_batchnorm,
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
         )
         return config
 

@@ -13,7 +13,7 @@ from zoo.backbones import BACKBONES
 from zoo.decoder import deeplabv3plus_decoder
 from zoo.heads import atrous_head
 from zoo.layers import ModelDescription, ResizeToMatch, check_rates
-from zoo.weights import load_backbone_weights
+from zoo.weights import load_weights
 
 
 class ModelSpec(NamedTuple):
@@ -80,7 +80,8 @@ def build_model(
         rates: atrous rates; default (6, 12, 18) at OS 16, doubled at OS 8.
         decoder: add the DeepLabV3+ decoder; default per model (Xception65 yes).
         width: backbone width multiplier.
-        backbone_weights: local `.h5` file of backbone weights, loaded by layer name.
+        backbone_weights: a local Keras HDF5 weights file or `.keras` model, loaded by
+            layer name (see `zoo.weights`).
         head_filters: channels of the head and decoder (256 in the paper).
         dropout: dropout after the head's projection.
         sync_batchnorm: synchronise BatchNorm across replicas (multi-GPU training).
@@ -130,7 +131,7 @@ def build_model(
     outputs = ModelDescription(description)(logits)
     model = keras.Model(inputs, outputs, name=name)
     if backbone_weights is not None:
-        load_backbone_weights(model, backbone_weights)
+        load_weights(model, backbone_weights)
     return model
 
 

@@ -1,16 +1,28 @@
-"""Import of pretrained backbone weights from a local Keras `.h5` file, by layer name.
+"""Import of initial weights from local files, by layer name.
 
-Nothing is downloaded: the user passes the file, e.g. the ImageNet weights of
-`keras.applications.MobileNetV2` (`mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5`),
-whose layer names our MobileNetV2 keeps.
+Two kinds of file load, told apart by their content (not their extension):
+
+- a Keras HDF5 weights or model file (`.h5`, `.hdf5`, any name), e.g. the ImageNet
+  weights of `keras.applications.MobileNetV2`
+  (`mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5`), whose
+  layer names our MobileNetV2 keeps;
+- a `.keras` model saved by this project (a zip archive), whose layers with the
+  same name and weight shapes are copied.
+
+Nothing is downloaded: the user passes the file. Anything else is an error that
+names the file.
 """
 
 from __future__ import annotations
 
 import os
+import zipfile
 
 import h5py
 import tf_keras as keras
+
+HDF5 = "hdf5"
+KERAS_ARCHIVE = "keras"
 
 
 def _h5_layer_names(path: str) -> list[str]:
@@ -22,7 +34,7 @@ def _h5_layer_names(path: str) -> list[str]:
         return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
-def load_backbone_weights(model: keras.Model, path: str) -> int:
+def load_hdf5_weights(model: keras.Model, path: str) -> int:
     """Loads weights from the `.h5` file at `path` into the layers of `model` with the same names.
 
     Returns the number of layers that received weights, and prints it. Raises
@@ -32,7 +44,7 @@ def load_backbone_weights(model: keras.Model, path: str) -> int:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"backbone weights file not found: {path} (nothing is downloaded; pass a local Keras .h5 file, "
+            f"weights file not found: {path} (nothing is downloaded; pass a local Keras .h5 file, "
             "e.g. mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)"
         )
     try:
@@ -49,3 +61,58 @@ def load_backbone_weights(model: keras.Model, path: str) -> int:
         raise ValueError(f"weights in {path} do not fit model {model.name!r}: {error}") from None
     print(f"loaded backbone weights from {path}: {len(matched)} of {len(model_layers)} layers matched by name")
     return len(matched)
+
+
+def weights_format(path: str) -> str:
+    """`HDF5` or `KERAS_ARCHIVE` for a loadable weights file; FileNotFoundError / ValueError otherwise."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file not found: {path} (nothing is downloaded; pass a local file)")
+    if h5py.is_hdf5(path):
+        try:
+            _h5_layer_names(path)  # readable, and a Keras weights file
+        except OSError as error:
+            raise ValueError(f"cannot read {path} as HDF5: {error}") from None
+        return HDF5
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" in archive.namelist():
+                return KERAS_ARCHIVE
+    raise ValueError(
+        f"{path} is neither a Keras HDF5 weights file (.h5/.hdf5) nor a .keras model; "
+        "pass one of those (TF1 checkpoints are not supported yet)"
+    )
+
+
+def load_keras_model_weights(model: keras.Model, path: str) -> int:
+    """Copies the weights of layers with the same name and shapes from the `.keras` model at `path`.
+
+    Returns the number of layers copied, and prints it; ValueError if none matches.
+    """
+    import zoo.layers  # noqa: F401  (registers the custom layers the saved model uses)
+
+    try:
+        source = keras.models.load_model(path, compile=False)
+    except Exception as error:  # a corrupt archive fails in many ways inside Keras
+        raise ValueError(f"cannot load {path} as a .keras model: {error}") from None
+    with_weights = [layer for layer in model.layers if layer.get_weights()]
+    copied = 0
+    for layer in with_weights:
+        try:
+            other = source.get_layer(layer.name)
+        except ValueError:
+            continue
+        ours, theirs = layer.get_weights(), other.get_weights()
+        if len(ours) == len(theirs) and all(a.shape == b.shape for a, b in zip(ours, theirs)):
+            layer.set_weights(theirs)
+            copied += 1
+    if not copied:
+        raise ValueError(f"no layer of {path} matches a layer of model {model.name!r} by name and weight shapes")
+    print(f"loaded weights from {path}: {copied} of {len(with_weights)} layers matched by name and shape")
+    return copied
+
+
+def load_weights(model: keras.Model, path: str) -> int:
+    """Loads initial weights from `path` into `model` (see the module docstring); returns the layers matched."""
+    if weights_format(path) == HDF5:
+        return load_hdf5_weights(model, path)
+    return load_keras_model_weights(model, path)

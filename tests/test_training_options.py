@@ -1,0 +1,119 @@
+"""train.py options found wrong in review: --resume with --rates, --weights files, the weight-decay rule."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+from training import train as train_cli
+from training.losses import decayed_variables
+from zoo import SharedAtrousConv2D, build_model
+from zoo.files import atomic_write_json
+
+TINY = ["--backbone", "mobilenetv2", "--head", "ksac", "--width", "0.35", "--head-filters", "16", "--crop-size", "65"]
+SMALL = dict(num_classes=3, input_size=65, width=0.35, head_filters=16)
+
+
+def saved_run(tmp_path, *flags: str) -> str:
+    """A run folder whose config.json is what train.py writes for `flags`."""
+    out = str(tmp_path / "run")
+    config = train_cli.resolve_config(train_cli.parse_args(TINY + ["--out", out, *flags]))
+    atomic_write_json(os.path.join(out, "config.json"), config)
+    return out
+
+
+def test_resume_accepts_the_same_rates_and_refuses_others(tmp_path):
+    out = saved_run(tmp_path, "--rates", "6,12,18")
+    config = train_cli.resolve_config(train_cli.parse_args(["--resume", "--out", out, "--rates", "6,12,18"]))
+    assert config["rates"] == [6, 12, 18]
+    with pytest.raises(train_cli.UsageError, match="--rates"):
+        train_cli.resolve_config(train_cli.parse_args(["--resume", "--out", out, "--rates", "6,12,24"]))
+
+
+def test_weights_load_from_an_hdf5_file_of_any_name(tmp_path, capsys):
+    keras.utils.set_random_seed(1)
+    source = build_model("mobilenetv2_ksac", **SMALL)
+    path = str(tmp_path / "model.hdf5")
+    source.save_weights(path)
+    keras.utils.set_random_seed(2)
+    model = build_model("mobilenetv2_ksac", backbone_weights=path, **SMALL)
+    assert "layers matched" in capsys.readouterr().out
+    for ours, theirs in zip(model.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_weights_load_from_a_keras_model_and_report_the_layers(tmp_path, capsys):
+    keras.utils.set_random_seed(1)
+    source = build_model("mobilenetv2_aspp", **SMALL)
+    path = str(tmp_path / "trained.keras")
+    source.save(path)
+    model = build_model("mobilenetv2_ksac", backbone_weights=path, **SMALL)
+    printed = capsys.readouterr().out
+    assert "layers matched by name and shape" in printed
+    np.testing.assert_array_equal(model.get_layer("Conv1").get_weights()[0], source.get_layer("Conv1").get_weights()[0])
+
+
+@pytest.mark.parametrize("name, content", [("weights.bin", b"not weights"), ("model.keras", b"PK\x03\x04 broken"),
+                                           ("model.hdf5", b"\x89HDF\r\n\x1a\n truncated")])  # fmt: skip
+def test_weights_that_cannot_load_are_a_clear_error_before_anything_is_written(tmp_path, capsys, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    out = tmp_path / "out"
+    assert train_cli.main(TINY + ["--steps", "1", "--weights", str(path), "--out", str(out)]) != 0
+    assert str(path) in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_weights_sharing_no_layer_are_an_error(tmp_path):
+    path = str(tmp_path / "other.keras")
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="unrelated")]).save(path)
+    with pytest.raises(ValueError, match="no layer of"):
+        build_model("mobilenetv2_ksac", backbone_weights=path, **SMALL)
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2_ksac", "xception65_aspp"])
+def test_weight_decay_covers_conv_kernels_but_not_depthwise_batchnorm_or_biases(name):
+    model = build_model(name, **SMALL)
+    decayed = {id(v) for v in decayed_variables(model)}
+    expected, excluded = set(), set()
+    for layer in model.submodules:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            excluded.add(id(layer.depthwise_kernel))
+        elif isinstance(layer, (keras.layers.Conv2D, SharedAtrousConv2D)):
+            expected.add(id(layer.kernel))
+            if getattr(layer, "bias", None) is not None:
+                excluded.add(id(layer.bias))
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            excluded.update({id(layer.gamma), id(layer.beta)})
+    assert len(expected) > 20 and len(excluded) > 20
+    assert decayed == expected
+    if name.endswith("ksac"):
+        assert id(model.get_layer("head_ksac").kernel) in decayed
+
+
+def test_models_saved_with_a_kernel_regularizer_field_still_load(tmp_path):
+    # Models saved before weight decay moved to the trainer carry `kernel_regularizer: None`
+    # in the KSAC layer's config (checked by hand against a file saved by that version).
+    model = build_model("mobilenetv2_ksac", **SMALL)
+    path = tmp_path / "m.keras"
+    model.save(str(path))
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                (layer,) = [layer for layer in config["config"]["layers"] if layer["name"] == "head_ksac"]
+                layer["config"]["kernel_regularizer"] = None
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    loaded = keras.models.load_model(str(old))
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 65, 65, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x, training=False), model(x, training=False), atol=1e-6)
+    with pytest.raises(ValueError, match="kernel_regularizer"):
+        SharedAtrousConv2D(8, kernel_regularizer="l2")
