@@ -152,6 +152,7 @@ def trained_run(tmp_path_factory):
     return root
 
 
+@pytest.mark.xdist_group("convert_trained_run")  # one worker builds the trained_run fixture once
 def test_cli_default_model_path_json_and_inspect(trained_run):
     result = to_tflite("--calibration-steps", "2", "--parity-images", "1", "--json", "report.json", "--int8",
                        cwd=trained_run)  # fmt: skip
@@ -170,6 +171,7 @@ def test_cli_default_model_path_json_and_inspect(trained_run):
     assert "mobilenetv2_ksac" in shown.stdout and "CONV_2D" in shown.stdout and "weight buffers" in shown.stdout
 
 
+@pytest.mark.xdist_group("convert_trained_run")  # one worker builds the trained_run fixture once
 def test_cli_compare_naive(trained_run):
     result = to_tflite("--compare-naive", "--parity-images", "1", "--out", "naive_cmp.tflite", "--json", "cmp.json",
                        cwd=trained_run)  # fmt: skip
@@ -180,6 +182,7 @@ def test_cli_compare_naive(trained_run):
     assert "naive" in result.stdout
 
 
+@pytest.mark.xdist_group("convert_trained_run")  # one worker builds the trained_run fixture once
 def test_cli_errors(tmp_path, trained_run):
     missing = to_tflite("--model", str(tmp_path / "nope.keras"))
     assert missing.returncode != 0 and "nope.keras" in missing.stderr

@@ -3,6 +3,7 @@
 import json
 import os
 
+import pytest
 import tf_keras as keras
 
 import zoo

@@ -50,7 +50,7 @@ def test_qat_model_builds_and_starts_from_the_float_weights(name):
     low, high = (v.numpy() for v in input_quantizer.weights if v.name.endswith(("_min:0", "_max:0")))
     np.testing.assert_allclose([low, high], [x.min(), x.max()], rtol=1e-5)
     activation_ranges = [v for v in range_variables(qat) if "post_activation" in v.name]
-    assert len(activation_ranges) > 10
+    assert len(activation_ranges) >= 2  # at least the logits' (ASPP's layers carry theirs on the wrappers)
     assert all(abs(float(np.max(v.numpy()))) != 6.0 for v in activation_ranges)
     wrappers = [layer for layer in qat.layers if layer.name == "quant_head_ksac"]
     assert len(wrappers) == (1 if name.endswith("ksac") else 0)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--backbone", "mobilenetv2", "--head", "aspp", "--width", "0.35", "--head-filters", "32",
