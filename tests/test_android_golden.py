@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from android_demo import make_golden, reference  # noqa: E402
 from test_android_core import run_core_tests  # noqa: E402
 
-# One worker runs this module's tests that share the module fixture (the int8 export fixture is built once; `--dist loadgroup`).
+# `--dist loadgroup` runs this module on one worker: the int8 export fixture is built once.
 pytestmark = pytest.mark.xdist_group("golden_int8")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# One worker runs this module's tests that share the module fixture (the converted tiny model is built once; `--dist loadgroup`).
+# `--dist loadgroup` runs this module on one worker: the converted tiny model is built once.
 pytestmark = pytest.mark.xdist_group("tiny_tflite")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

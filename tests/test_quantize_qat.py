@@ -17,7 +17,7 @@ from quantize.finetune import QATError, QATSettings, run_qat
 from quantize.ksac_config import QuantizableSharedAtrousConv2D, SharedKernelQuantizeConfig
 from quantize import qat as qat_cli
 
-# One worker runs this module's tests that share the module fixture (the QAT run fixture (75 s) is built once; `--dist loadgroup`).
+# `--dist loadgroup` runs this module on one worker: the QAT run fixture (75 s) is built once.
 pytestmark = pytest.mark.xdist_group("qat_run")
 
 SIZE = 65

@@ -14,7 +14,7 @@ from training import evaluate as evaluate_cli
 from training import predict as predict_cli
 from training import train as train_cli
 
-# One worker runs this module's tests that share the module fixture (the training-run fixture is built once; `--dist loadgroup`).
+# `--dist loadgroup` runs this module on one worker: the training-run fixture is built once.
 pytestmark = pytest.mark.xdist_group("straight_run")
 
 TINY = ["--backbone", "mobilenetv2", "--head", "ksac", "--width", "0.35", "--head-filters", "32",
