@@ -39,12 +39,12 @@ PATHS = {
 }
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and each flag's default."""
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="benchmarks/training_speed.py",
-        description=__doc__.split("\n\n")[2],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = argparse.ArgumentParser(prog="benchmarks/training_speed.py", description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("--model", default="mobilenetv2_ksac", help="zoo model name (backbone_head)")
     p.add_argument("--crop-size", type=int, default=513, help="training crop side")
     p.add_argument("--batch-size", type=int, default=8, help="global batch size")
@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     names = [name.strip() for name in args.paths.split(",") if name.strip()]
     unknown = [name for name in names if name not in PATHS]
+    if args.model.count("_") != 1:
+        print(f"error: --model {args.model!r} is not a zoo name like mobilenetv2_ksac", file=sys.stderr)
+        return 2
     if unknown or args.steps < 2 or args.rounds < 1:
         print(f"error: unknown paths {unknown}" if unknown else "error: --steps must be >= 2 and --rounds >= 1", file=sys.stderr)
         return 2
@@ -107,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         speed = f"{row['images_per_s']:.3f}" if row["images_per_s"] is not None else f"fails: {row['error']}"
         print(f"| {row['path']} | {speed} | {', '.join(f'{s:.3f}' for s in row['runs'])} |")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        from zoo.files import atomic_write_json
+
+        atomic_write_json(args.json, rows)
     return 0
 
 
