@@ -31,6 +31,11 @@ MODELS: dict[str, ModelSpec] = {
 
 # Both backbones were trained on images scaled to [-1, 1]: x = (pixel - mean) / std.
 INPUT_NORMALIZATION = {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]}
+# How an image of any size becomes the model input (inference.preprocess implements it; evaluation,
+# prediction, the Android core and the golden vectors follow it): scale to fit keeping the aspect
+# ratio (content size floor(side * scale + 0.5)), half-pixel-centre bilinear without anti-aliasing,
+# image at the top-left, bottom/right padding with the mean colour (0 once normalised).
+INFERENCE_PREPROCESSING = {"resize": "letterbox", "interpolation": "bilinear_half_pixel", "anchor": "top_left", "pad": "mean"}
 
 VOC_LABELS = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -127,6 +132,7 @@ def build_model(
         "width": width,
         "head_filters": head_filters,
         "normalization": INPUT_NORMALIZATION,
+        "preprocessing": INFERENCE_PREPROCESSING,
     }
     outputs = ModelDescription(description)(logits)
     model = keras.Model(inputs, outputs, name=name)
