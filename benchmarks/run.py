@@ -13,27 +13,22 @@ Markdown table, JSON rows, ratios and PNG plots go to `--out`.
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import os
+import platform
 import sys
+import time
 from pathlib import Path
+from typing import Any, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
+from training.config import QUICK_BENCHMARK, BenchmarkConfig, ConfigError, read_file, resolve
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK_MODELS = ("mobilenetv2_ksac", "mobilenetv2_aspp")
-QUICK_PRECISIONS = ("fp32", "int8")
-QUICK_INPUT_SIZE = 257
-DEFAULT_MODELS = ("mobilenetv2_ksac", "mobilenetv2_aspp")
-DEFAULT_PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_THREADS = (1, 2)
-DEFAULT_INPUT_SIZE = 513
+DEFAULTS = BenchmarkConfig()
 VALID_STRIDES = (8, 16, 32)
+# argparse dests that set a BenchmarkConfig field of the same name (None: not given).
+FLAGS = ("models", "precisions", "threads", "input_size", "output_stride", "device", "trained", "out", "json")
 CPU_SHARED_NOTE = (
     "timings on a shared or busy CPU are noisy; compare ratios taken within one run "
     "(files are timed round-robin, so load from other processes falls on all of them alike)"
@@ -68,17 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--quick", action="store_true", help="the small, fast benchmark (see below)")
+    parser.add_argument("--config", metavar="FILE", help="a YAML or JSON file whose `benchmark` section sets any "
+                        "BenchmarkConfig field (training/config.py); flags override it")
     parser.add_argument(
         "--models",
         type=_csv("model"),
         default=None,
-        help=f"comma-separated model names (default: {','.join(DEFAULT_MODELS)}; xception65_* are slow to convert)",
+        help=f"comma-separated model names (default: {','.join(DEFAULTS.models)}; xception65_* are slow to convert)",
     )
     parser.add_argument(
         "--precisions",
         type=_csv("precision"),
         default=None,
-        help=f"comma-separated precisions among fp32,fp16,int8 (default: {','.join(DEFAULT_PRECISIONS)})",
+        help=f"comma-separated precisions among fp32,fp16,int8 (default: {','.join(DEFAULTS.precisions)})",
     )
     parser.add_argument(
         "--threads",
@@ -87,19 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated CPU thread counts to time at (default: 1,2); ignored on --device gpu",
     )
     parser.add_argument(
-        "--input-size", type=int, default=None, help=f"side of the square input (default: {DEFAULT_INPUT_SIZE})"
+        "--input-size", type=int, default=None, help=f"side of the square input (default: {DEFAULTS.input_size})"
     )
     parser.add_argument(
         "--output-stride",
         type=_csv("output stride", int),
-        default=[16],
+        default=None,
         help="output stride, or a comma-separated list such as 8,16 to compare them (default: 16)",
     )
     parser.add_argument(
         "--device",
         choices=("cpu", "gpu"),
-        default="cpu",
-        help="cpu: LiteRT with XNNPACK; gpu: the LiteRT GPU accelerator (rows say 'unavailable' where none loads)",
+        default=None,
+        help="cpu (default): LiteRT with XNNPACK; gpu: the LiteRT GPU accelerator (rows say 'unavailable' where none loads)",
     )
     parser.add_argument(
         "--trained",
@@ -115,43 +112,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parses and validates the command line; applies --quick's defaults where a flag was not given."""
+def resolve_args(argv: Sequence[str] | None = None) -> BenchmarkConfig:
+    """The benchmark's config: defaults, then --quick's, then --config's `benchmark` section, then flags."""
     parser = build_parser()
     args = parser.parse_args(argv)  # before the TensorFlow imports below, so --help is instant
     from benchmarks.export import PRECISIONS
     from zoo import list_models
 
-    args.models = args.models or list(QUICK_MODELS if args.quick else DEFAULT_MODELS)
-    args.precisions = args.precisions or list(QUICK_PRECISIONS if args.quick else DEFAULT_PRECISIONS)
-    args.threads = args.threads or list(DEFAULT_THREADS)
-    args.input_size = args.input_size or (QUICK_INPUT_SIZE if args.quick else DEFAULT_INPUT_SIZE)
-    args.calibration_steps = 16 if args.quick else 100
-    args.check_parity = not args.quick
-    args.warmup, args.runs = (3, 20) if args.quick else (3, 30)
-    for name in args.models:
+    try:
+        file_layer = (read_file(args.config).get("benchmark") or {}) if args.config else {}
+        flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+        quick = args.quick or bool(file_layer.get("quick"))
+        config = resolve(BenchmarkConfig, QUICK_BENCHMARK if quick else {}, file_layer, flags, {"quick": quick},
+                         where=f"{args.config}: benchmark" if args.config else "benchmark")
+    except ConfigError as error:
+        parser.error(str(error))
+    for name in config.models:
         if name not in list_models():
             parser.error(f"unknown model {name!r} in --models; valid models: {', '.join(list_models())}")
-    for precision in args.precisions:
+    for precision in config.precisions:
         if precision not in PRECISIONS:
             parser.error(f"unknown precision {precision!r} in --precisions; valid: {', '.join(PRECISIONS)}")
-    for count in args.threads:
+    for count in config.threads:
         if count < 1:
             parser.error(f"--threads values must be at least 1, got {count}")
-    for stride in args.output_stride:
+    for stride in config.output_stride:
         if stride not in VALID_STRIDES:
             parser.error(f"--output-stride {stride} is not one of {', '.join(map(str, VALID_STRIDES))}")
-    if args.input_size < 33:
-        parser.error(f"--input-size must be at least 33, got {args.input_size}")
-    if args.trained is not None and not (Path(args.trained) / "model.keras").is_file():
-        parser.error(f"--trained {args.trained!r}: no model.keras in that folder")
-    args.models = list(dict.fromkeys(args.models))
-    args.precisions = list(dict.fromkeys(args.precisions))
-    args.threads = sorted(set(args.threads))
-    args.output_stride = sorted(set(args.output_stride))
-    if args.out is None:
-        args.out = str(REPO / "benchmarks" / "results" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    return args
+    if config.device not in ("cpu", "gpu"):
+        parser.error(f"device must be cpu or gpu, got {config.device!r}")
+    if config.input_size < 33:
+        parser.error(f"--input-size must be at least 33, got {config.input_size}")
+    if config.trained is not None and not (Path(config.trained) / "model.keras").is_file():
+        parser.error(f"--trained {config.trained!r}: no model.keras in that folder")
+    config.models = list(dict.fromkeys(config.models))
+    config.precisions = list(dict.fromkeys(config.precisions))
+    config.threads = sorted(set(config.threads))
+    config.output_stride = sorted(set(config.output_stride))
+    if config.out is None:
+        config.out = str(REPO / "benchmarks" / "results" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    return config
 
 
 def _machine() -> str:
@@ -182,7 +182,7 @@ def _file_name(model: str, stride: int, precision: str, exporter: str) -> str:
     return f"{model}_os{stride}_{precision}_{exporter}.tflite"
 
 
-def convert_all(args: argparse.Namespace, model_overrides: dict[str, Any] | None) -> list[dict[str, Any]]:
+def convert_all(args: BenchmarkConfig, model_overrides: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Builds and converts every (model, stride, precision, exporter); returns one entry per file."""
     import tf_keras as keras
 
@@ -258,7 +258,7 @@ def _base_row(entry: dict[str, Any], device: str, threads: int | None) -> dict[s
 
 
 def measure_cpu(
-    args: argparse.Namespace, entries: list[dict[str, Any]], peak_files: dict[str, bytes], peak: dict[str, dict]
+    args: BenchmarkConfig, entries: list[dict[str, Any]], peak_files: dict[str, bytes], peak: dict[str, dict]
 ) -> list[dict[str, Any]]:
     """Times every converted file at every thread count and takes its memory.
 
@@ -270,12 +270,13 @@ def measure_cpu(
     from benchmarks.latency import measure_interleaved
     from benchmarks.memory import measure_memory
     from benchmarks.peak import peak_macs_per_s
+    from zoo.registry import model_spec
 
     rows = []
     good = [e for e in entries if "tflite" in e]
     groups: dict[str, list[dict[str, Any]]] = {}
     for entry in good:
-        groups.setdefault(entry["model"].split("_")[0], []).append(entry)
+        groups.setdefault(model_spec(entry["model"]).backbone, []).append(entry)
     for threads in args.threads:
         for backbone, members in groups.items():
             _log(f"timing {len(members)} {backbone} files at {threads} thread(s), round-robin "
@@ -312,7 +313,7 @@ def measure_cpu(
     return rows
 
 
-def measure_gpu(args: argparse.Namespace, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def measure_gpu(args: BenchmarkConfig, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Times every file on the LiteRT GPU accelerator, or marks every row `unavailable` with the reason."""
     from benchmarks.gpu import probe_gpu, run_on_gpu
 
@@ -334,7 +335,7 @@ def measure_gpu(args: argparse.Namespace, entries: list[dict[str, Any]]) -> list
     return rows
 
 
-def error_rows(args: argparse.Namespace, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def error_rows(args: BenchmarkConfig, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for files that failed to convert."""
     rows = []
     for entry in (e for e in entries if "error" in e):
@@ -361,7 +362,7 @@ def add_miou(entries: list[dict[str, Any]], rows: list[dict[str, Any]], trained:
         row["miou"], row["miou_reason"] = miou, reason
 
 
-def write_outputs(args: argparse.Namespace, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+def write_outputs(args: BenchmarkConfig, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """Writes results.md, rows.json, summary.json, meta.json and the plots into --out; returns the Markdown."""
     from benchmarks.report import markdown_report, plots, summary_ratios
     from zoo.files import atomic_write_bytes, atomic_write_json, atomic_write_text

@@ -58,7 +58,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run_once(args: argparse.Namespace, env_overrides: dict[str, str]) -> tuple[float | None, str]:
     """(images/s, "") for a finished run, or (None, the error line) for a failed one."""
-    backbone, head = args.model.split("_")
+    from zoo.registry import model_spec
+
+    spec = model_spec(args.model)  # --backbone/--head: also what train.py of older checkouts (--train-py) takes
+    backbone, head = spec.backbone, spec.head
     with tempfile.TemporaryDirectory(prefix="ksac_speed_") as out:
         command = [
             sys.executable, args.train_py, "--backbone", backbone, "--head", head, "--steps", str(args.steps),

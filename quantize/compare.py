@@ -19,9 +19,6 @@ from __future__ import annotations
 import os
 import sys
 
-if __name__ == "__main__":
-    # Run as a script, this folder would come first on sys.path; put the repository root there instead.
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402

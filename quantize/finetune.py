@@ -1,56 +1,34 @@
-"""The QAT fine-tuning loop: training/train.py's pipeline, loss and checkpoints on a tfmot model.
+"""Quantization-aware fine-tuning: the shared training loop (`training.trainer`) on a tfmot model.
 
-`run_qat(settings)` loads a trained `.keras` model, makes it quantization-aware
-(`quantize.annotate.quantize_model`), fine-tunes it with SGD + momentum and a poly
-schedule on training/pipeline.py's augmented batches and training/losses.py's
-loss, checkpoints to `OUT/checkpoints/` (resumable at the exact step and data
-position), then writes the trained float weights into the plain zoo model
-(`OUT/model_qat.keras`) and exports it with the KSAC-aware int8 exporter, with
-the activation ranges of the QAT quantizers (`OUT/model_int8.tflite`, report in
-`OUT/export_report.json`).
+`run_qat(config)` loads a trained `.keras` model, makes it quantization-aware
+(`quantize.annotate.quantize_model`), fine-tunes it with `training.trainer.Trainer`
+(the optimiser, poly schedule, checkpoints with exact resume, progress line, CSV log,
+TensorBoard and distribution strategy of float training), then writes the trained
+float weights into the plain zoo model (`OUT/model_qat.keras`) and exports it with the
+KSAC-aware int8 exporter, with the activation ranges of the QAT quantizers
+(`OUT/model_int8.tflite`, report in `OUT/export_report.json`). The resolved config is
+`OUT/config.yaml` (`training.config.QATExperimentConfig`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-import tempfile
-import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-# Fields of OUT/qat_config.json a resumed run must keep: they define the model, the data and its order.
-LOCKED = ("model", "data", "batch_size", "crop_size", "lr", "momentum", "weight_decay", "seed", "batchnorm")
-LOG_COLUMNS = ("step", "loss", "lr", "images_per_s", "elapsed_s")
-CONFIG_FILE = "qat_config.json"
+from training.config import CONFIG_FILE, ConfigError, DataConfig, OptimizerConfig, QATExperimentConfig, differences, get, read_file, resolve
+
+# Fields a resumed run must keep: they define the model, the data and its order.
+LOCKED = (
+    "qat.model", "qat.batchnorm", "data.train", "data.batch_size", "data.crop_size", "training.seed",
+    *(f"optimizer.{f.name}" for f in dataclasses.fields(OptimizerConfig)),
+)  # fmt: skip
+LOG_FILE = "qat_log.csv"
 
 
 class QATError(ValueError):
     """A bad model, flag or run folder, reported before anything is written."""
-
-
-@dataclass
-class QATSettings:
-    """Everything `run_qat` needs; `None` fields default from the model's description."""
-
-    model: str
-    out: str
-    steps: int = 1000
-    data: str | None = None
-    batch_size: int | None = None
-    crop_size: int | None = None
-    lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float | None = None
-    seed: int = 0
-    batchnorm: str = "frozen"
-    resume: bool = False
-    calibration_steps: int = 100
-    log_every: int = 10
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    data_check: bool = True
-    export: bool = True  # False: stop after saving model_qat.keras (tests)
 
 
 def load_float_model(path: str):
@@ -72,48 +50,69 @@ def load_float_model(path: str):
     return model
 
 
-def resolve_settings(settings: QATSettings, description: dict[str, Any]) -> dict[str, Any]:
-    """The run's config: flags, else what the model was trained with, else defaults; checks values."""
+def trained_defaults(description: Mapping[str, Any], lr_scale: float) -> dict[str, Any]:
+    """The config layer taken from what the model was trained with (below --config and the flags)."""
     trained = description.get("training") or {}
-    config = {
-        "model": os.path.abspath(settings.model),
-        "data": settings.data or description.get("data") or "synthetic",
-        "batch_size": settings.batch_size or int(trained.get("batch_size", 8)),
-        "crop_size": settings.crop_size or int(trained.get("crop_size", description["input_size"][0])),
-        # Fine-tuning starts from a trained model: a tenth of its initial training rate.
-        "lr": settings.lr if settings.lr is not None else float(trained.get("lr", 0.007)) / 10,
-        "momentum": settings.momentum,
-        "weight_decay": settings.weight_decay if settings.weight_decay is not None else float(trained.get("weight_decay", 4e-5)),
-        "seed": settings.seed,
-        "batchnorm": settings.batchnorm,
+    defaults = DataConfig()
+    return {
+        "data": {
+            "train": description.get("data") or defaults.train,
+            "batch_size": int(trained.get("batch_size", defaults.batch_size)),
+            "crop_size": int(trained.get("crop_size", description["input_size"][0])),
+        },
+        "optimizer": {
+            # Fine-tuning starts from a trained model: a fraction (default a tenth) of its initial training rate.
+            "lr": float(trained.get("lr", OptimizerConfig().lr)) * lr_scale,
+            "weight_decay": float(trained.get("weight_decay", OptimizerConfig().weight_decay)),
+        },
     }
-    if settings.steps < 1:
-        raise QATError(f"--steps must be positive, got {settings.steps}")
-    if config["batch_size"] < 1:
-        raise QATError(f"--batch-size must be positive, got {config['batch_size']}")
-    if config["crop_size"] < description["output_stride"]:
-        raise QATError(f"--crop-size {config['crop_size']} is smaller than the output stride {description['output_stride']}")
-    if not config["lr"] > 0:
-        raise QATError(f"--lr must be positive, got {config['lr']}")
-    if config["batchnorm"] not in ("frozen", "train"):
-        raise QATError(f"--batchnorm must be frozen or train, got {config['batchnorm']!r}")
-    if settings.calibration_steps < 1:
-        raise QATError(f"--calibration-steps must be positive, got {settings.calibration_steps}")
-    return config
 
 
-def check_resume(out: str, config: dict[str, Any]) -> None:
-    """With --resume: the saved config must match every locked field (QATError naming the first that differs)."""
-    import json
+def resolve_qat_config(*layers: Mapping[str, Any]) -> tuple[QATExperimentConfig, Any]:
+    """(config, the loaded float model): defaults, then the model's training values, then `layers`
+    (e.g. a --config file, then flags). QATError naming the first bad value."""
+    try:
+        given = resolve(QATExperimentConfig, *layers)
+    except ConfigError as error:
+        raise QATError(str(error)) from None
+    model = load_float_model(given.qat.model)
+    from zoo import describe
 
-    path = os.path.join(out, CONFIG_FILE)
+    description = describe(model)
+    try:
+        config = resolve(QATExperimentConfig, trained_defaults(description, given.qat.lr_scale), *layers)
+    except ConfigError as error:
+        raise QATError(str(error)) from None
+    config.qat.model = os.path.abspath(config.qat.model)
+    if config.training.out is None:
+        config.training.out = os.path.join(os.path.dirname(config.qat.model), "qat")
+    for path in ("schedule.steps", "data.batch_size", "qat.calibration_steps", "training.log_every", "training.checkpoint_every"):
+        if get(config, path) < 1:
+            raise QATError(f"{path} must be positive, got {get(config, path)}")
+    if config.data.crop_size < description["output_stride"]:
+        raise QATError(f"crop size {config.data.crop_size} is smaller than the output stride {description['output_stride']}")
+    if not config.optimizer.lr > 0:
+        raise QATError(f"optimizer.lr must be positive, got {config.optimizer.lr}")
+    if config.optimizer.name != "sgd":
+        raise QATError(f"QAT fine-tunes with SGD; optimizer.name {config.optimizer.name!r} is not supported")
+    if config.qat.batchnorm not in ("frozen", "train"):
+        raise QATError(f"qat.batchnorm must be frozen or train, got {config.qat.batchnorm!r}")
+    return config, model
+
+
+def check_resume(config: QATExperimentConfig) -> None:
+    """With --resume: the run folder's config must match every locked field (QATError naming the first that differs)."""
+    path = os.path.join(config.training.out, CONFIG_FILE)
     if not os.path.isfile(path):
-        raise QATError(f"--resume: {path} not found; is {out} a folder written by quantize/qat.py?")
-    with open(path, encoding="utf-8") as f:
-        saved = json.load(f)
-    for key in LOCKED:
-        if saved.get(key) != config[key]:
-            raise QATError(f"--resume: {key} {config[key]!r} differs from the run's {saved.get(key)!r} (see {path})")
+        raise QATError(f"--resume: {path} not found; is {config.training.out} a folder written by quantize/qat.py?")
+    try:
+        saved = resolve(QATExperimentConfig, read_file(path))
+    except ConfigError as error:
+        raise QATError(str(error)) from None
+    changed = differences(config, saved, LOCKED)
+    if changed:
+        field = changed[0]
+        raise QATError(f"--resume: {field} {get(config, field)!r} differs from the run's {get(saved, field)!r} (see {path})")
 
 
 def freeze_batchnorm(qat_model) -> int:
@@ -137,171 +136,116 @@ def freeze_batchnorm(qat_model) -> int:
     return count
 
 
-def save_keras_atomically(model, path: str) -> None:
-    """`keras.models.save_model` through a temporary file and a rename."""
-    import tf_keras as keras
-
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model_qat.", suffix=".keras")
-    os.close(fd)
-    try:
-        keras.models.save_model(model, tmp)
-        umask = os.umask(0)  # mkstemp makes the file private (0600); give it the usual permissions
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def run_qat(settings: QATSettings, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_qat(config: QATExperimentConfig, model=None, *, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tunes, saves and exports (see the module docstring); returns the int8 export report
     (with `int8_rules`, `file` and `keras` added).
 
+    Args:
+        config: the resolved config (see `resolve_qat_config`).
+        model: the float model `config.qat.model` names, if already loaded.
+        resume: continue the run in `config.training.out` from its newest checkpoint.
+        log: where progress lines go.
+
     Raises QATError (bad model/flags/run folder), training.datasets.DatasetError (bad
-    data) or convert.export.ExportError (conversion failed).
+    data), training.trainer.NonFiniteLoss (diverged) or convert.export.ExportError
+    (conversion failed).
     """
-    import tensorflow as tf
     import tf_keras as keras
 
     from convert.export import export_tflite
+    from quantize.annotate import copy_trained_weights, float_layers, quantize_model
     from quantize.calibrate import calibrate_ranges, qat_activation_ranges
     from quantize.checks import int8_rules
-    from quantize.annotate import copy_trained_weights, float_layers, quantize_model
+    from training.config import write as write_config
     from training.datasets import DatasetError, open_dataset
-    from training.losses import masked_cross_entropy_sum, weight_decay_loss
     from training.pipeline import train_batches
-    from training.runs import CsvLog
-    from training.runs import format_eta, restore_newest, seed_dropout
+    from training.trainer import Trainer, make_strategy
     from zoo import describe, update_description
-    from zoo.files import atomic_write_bytes, atomic_write_json
+    from zoo.files import atomic_save_keras, atomic_write_bytes, atomic_write_json
 
-    model = load_float_model(settings.model)
+    model = load_float_model(config.qat.model) if model is None else model
     description = describe(model)
-    config = resolve_settings(settings, description)
-    out = settings.out
-    if settings.resume:
-        check_resume(out, config)
+    out, run, data = config.training.out, config.training, config.data
+    if resume:
+        check_resume(config)
 
     # Everything that can fail on bad input fails here, before the output folder is written.
-    dataset = open_dataset(config["data"], "train")
+    dataset = open_dataset(data.train, "train")
     if dataset.num_classes > int(description["num_classes"]):
         raise DatasetError(
-            f"--data {config['data']} has {dataset.num_classes} classes but {settings.model} predicts {description['num_classes']}"
+            f"--data {data.train} has {dataset.num_classes} classes but {config.qat.model} predicts {description['num_classes']}"
         )
-    if settings.data_check:
+    if data.check:
         log(f"checking {len(dataset)} {dataset.spec} training samples (--no-data-check skips this)")
         dataset.check()
 
-    keras.utils.set_random_seed(config["seed"])
-    crop = config["crop_size"]
+    keras.utils.set_random_seed(run.seed)
+    crop = data.crop_size
+    strategy = make_strategy(run.strategy, run.cpu_replicas)
     log(f"building the quantization-aware {description['name']} at {crop}x{crop}")
-    qat_model = quantize_model(model, crop)
-    if config["batchnorm"] == "frozen":
-        freeze_batchnorm(qat_model)
-    if not settings.resume:
-        calibration, _ = train_batches(dataset, config["batch_size"], crop, description["normalization"], config["seed"] + 1)
-        count = max(1, settings.calibration_steps // config["batch_size"])
-        log(f"measuring the quantizers' initial ranges on {count} batches")
-        calibrate_ranges(qat_model, (images for images, _ in calibration.take(count)))
-    rng = tf.Module()
-    rng.dropout = seed_dropout(type("Layers", (), {"layers": list(float_layers(qat_model))})(), config["seed"])
-    schedule = keras.optimizers.schedules.PolynomialDecay(config["lr"], settings.steps, end_learning_rate=0.0, power=0.9)
-    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config["momentum"])
-    variables = qat_model.trainable_variables
-    optimizer.build(variables)
-    checkpoint = tf.train.Checkpoint(model=qat_model, optimizer=optimizer, rng=rng)
-    manager = tf.train.CheckpointManager(
-        checkpoint, os.path.join(out, "checkpoints"), max_to_keep=settings.keep_checkpoints, checkpoint_name="ckpt"
-    )
+    with strategy.scope():
+        qat_model = quantize_model(model, crop)
+        if config.qat.batchnorm == "frozen":
+            freeze_batchnorm(qat_model)
+        if not resume:
+            calibration, _ = train_batches(dataset, data.batch_size, crop, description["normalization"], run.seed + 1)
+            count = max(1, config.qat.calibration_steps // data.batch_size)
+            log(f"measuring the quantizers' initial ranges on {count} batches")
+            calibrate_ranges(qat_model, (images for images, _ in calibration.take(count)))
+    trainer = Trainer(
+        qat_model, strategy, config.optimizer, config.schedule, work_dir=out, seed=run.seed,
+        dropout_layers=float_layers(qat_model), log_name=LOG_FILE, checkpoint_every=run.checkpoint_every,
+        keep_checkpoints=run.keep_checkpoints, log_every=run.log_every, log=log,
+    )  # fmt: skip
     start_step = 0
-    if settings.resume:
+    if resume:
         try:
-            start_step = restore_newest(checkpoint, manager, optimizer)
+            start_step = trainer.restore()
         except FileNotFoundError as error:
             raise QATError(str(error)) from None
-        log(f"resumed {out} from {manager.latest_checkpoint} at step {start_step}")
+        log(f"resumed {out} from {trainer.manager.latest_checkpoint} at step {start_step}")
 
     os.makedirs(out, exist_ok=True)
-    atomic_write_json(os.path.join(out, CONFIG_FILE), dict(config, steps=settings.steps))
-    csv_log = CsvLog(os.path.join(out, "qat_log.csv"), LOG_COLUMNS)
-    csv_log.keep_until(start_step)
-    ds, loader = train_batches(dataset, config["batch_size"], crop, description["normalization"], config["seed"], start_step)
-    batches = iter(ds)
-    weight_decay = config["weight_decay"]
-
-    @tf.function(autograph=False)  # no Python control flow to convert
-    def train_step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = qat_model(images, training=True)
-            ce_sum, count = masked_cross_entropy_sum(labels, logits)
-            loss = ce_sum / tf.maximum(count, 1.0) + weight_decay_loss(qat_model, weight_decay)
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss
-
-    step = start_step
+    write_config(config, out)
+    steps = config.schedule.steps
     log(
-        f"QAT fine-tuning {description['name']} on {dataset.spec} ({len(dataset)} images), batch {config['batch_size']}, "
-        f"crop {crop}, lr {config['lr']:g}, BatchNorm {config['batchnorm']}, steps {start_step}->{settings.steps}"
+        f"QAT fine-tuning {description['name']} on {dataset.spec} ({len(dataset)} images), batch {data.batch_size}, "
+        f"crop {crop}, lr {config.optimizer.lr:g}, BatchNorm {config.qat.batchnorm}, steps {start_step}->{steps}"
     )
-    run_start = interval_start = time.time()
-    interval_images = 0
-    loss = float("nan")
-    while step < settings.steps:
-        try:
-            images, labels = next(batches)
-            loss = float(train_step(images, labels))
-        except tf.errors.OpError:
-            if loader.error is not None:
-                raise loader.error from None
-            raise
-        step += 1
-        if not math.isfinite(loss):
-            kept = manager.latest_checkpoint or "none (no checkpoint was written yet)"
-            raise QATError(f"the loss is {loss} at step {step}; the last good checkpoint is {kept}. Lower --lr or check the data.")
-        interval_images += config["batch_size"]
-        if step == start_step + 1:
-            interval_start, interval_images = time.time(), 0  # the first step traces the graph: not timed
-        last = step == settings.steps
-        if step % settings.log_every == 0 or last:
-            now = time.time()
-            speed = interval_images / (now - interval_start) if interval_images else float("nan")
-            eta = (settings.steps - step) * config["batch_size"] / speed if speed == speed else 0.0
-            lr = float(schedule(step - 1))
-            log(f"step {step}/{settings.steps}  loss {loss:.4f}  lr {lr:.6f}  {speed:.2f} images/s  ETA {format_eta(eta)}")
-            csv_log.append({"step": step, "loss": f"{loss:.6f}", "lr": f"{lr:.8f}", "images_per_s": f"{speed:.3f}",
-                            "elapsed_s": f"{now - run_start:.1f}"})  # fmt: skip
-            interval_start, interval_images = time.time(), 0
-        if step % settings.checkpoint_every == 0 or last:
-            manager.save(checkpoint_number=step)
+    result = trainer.fit(
+        dataset, batch_size=data.batch_size, crop_size=crop, normalization=description["normalization"],
+        data_seed=run.seed, start_step=start_step, stop_step=steps,
+    )  # fmt: skip
+    loss = result.loss
 
     # The trained float weights go back into the plain zoo model, which the KSAC-aware exporter understands.
     copy_trained_weights(qat_model, model)
     update_description(
         model,
         qat=True,
-        qat_training={"steps": settings.steps, "source": config["model"], "final_loss": None if math.isnan(loss) else loss}
-        | {k: config[k] for k in ("data", "batch_size", "crop_size", "lr", "seed", "batchnorm")},
-    )
+        qat_training={
+            "steps": steps, "source": config.qat.model, "final_loss": None if math.isnan(loss) else loss,
+            "data": data.train, "batch_size": data.batch_size, "crop_size": crop, "lr": config.optimizer.lr,
+            "seed": run.seed, "batchnorm": config.qat.batchnorm,
+        },
+    )  # fmt: skip
     keras_path = os.path.join(out, "model_qat.keras")
-    save_keras_atomically(model, keras_path)
+    atomic_save_keras(model, keras_path)
     log(f"saved {keras_path}")
 
-    if not settings.export:
+    if not config.qat.export:
         return {"keras": keras_path}
     # The file takes the activation ranges the network was fine-tuned against; calibration
     # fills in only the tensors no QAT quantizer covers (e.g. resize outputs).
+    calibration_steps = config.qat.calibration_steps
     result = export_tflite(
         model,
         "int8",
-        calibration=config["data"],
-        calibration_steps=settings.calibration_steps,
+        calibration=data.train,
+        calibration_steps=calibration_steps,
         activation_ranges=qat_activation_ranges(qat_model),
         check_parity=True,
-        log=lambda message: None if message.startswith("calibrating ") and not message.startswith(f"calibrating {settings.calibration_steps}/") else log(f"  {message}"),
+        log=lambda message: None if message.startswith("calibrating ") and not message.startswith(f"calibrating {calibration_steps}/") else log(f"  {message}"),
     )
     tflite_path = os.path.join(out, "model_int8.tflite")
     atomic_write_bytes(tflite_path, result.tflite)
@@ -309,4 +253,3 @@ def run_qat(settings: QATSettings, log: Callable[[str], None] = print) -> dict[s
     atomic_write_json(os.path.join(out, "export_report.json"), report)
     log(f"wrote {tflite_path} ({len(result.tflite):,} bytes)")
     return report
-

@@ -13,52 +13,81 @@ as OUT/model_qat.keras (description gets qat: true) and exported with the same
 exporter as `convert/to_tflite.py --int8` to OUT/model_int8.tflite (shared kernel
 stored once, native dilated CONV_2D, metadata), with the activation ranges the QAT
 quantizers ended with (calibration only fills in tensors no quantizer covers);
-its report is printed and saved as OUT/export_report.json. OUT/checkpoints/, OUT/qat_log.csv and
-OUT/qat_config.json make the run resumable with --resume.
+its report is printed and saved as OUT/export_report.json. OUT/checkpoints/, OUT/qat_log.csv,
+OUT/tensorboard/ and OUT/config.yaml (the resolved config) make the run resumable with --resume.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from typing import Sequence
 
-if __name__ == "__main__":
-    # Run as a script, this folder would come first on sys.path; put the repository root there instead.
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
-from typing import Sequence  # noqa: E402
+from training.config import QATExperimentConfig, get  # noqa: E402  (after the environment variable above)
 
-DEFAULT_MODEL = os.path.join("runs", "latest", "model.keras")
+# argparse dest -> the config field (training.config.QATExperimentConfig) the flag sets; a flag
+# left out (None) takes its value from --config, else from the trained model, else the defaults.
+FLAGS = {
+    "model": "qat.model",
+    "batchnorm": "qat.batchnorm",
+    "calibration_steps": "qat.calibration_steps",
+    "data": "data.train",
+    "batch_size": "data.batch_size",
+    "crop_size": "data.crop_size",
+    "data_check": "data.check",
+    "lr": "optimizer.lr",
+    "momentum": "optimizer.momentum",
+    "weight_decay": "optimizer.weight_decay",
+    "steps": "schedule.steps",
+    "seed": "training.seed",
+    "out": "training.out",
+    "log_every": "training.log_every",
+    "checkpoint_every": "training.checkpoint_every",
+    "strategy": "training.strategy",
+    "cpu_replicas": "training.cpu_replicas",
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    defaults = QATExperimentConfig()
     p = argparse.ArgumentParser(
         prog="python quantize/qat.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"trained .keras model to fine-tune (default {DEFAULT_MODEL})")
+    p.add_argument("--config", metavar="FILE", help="a YAML or JSON config (sections qat, data, optimizer, schedule, training); flags override it")
+    p.add_argument("--model", help="trained .keras model to fine-tune")
     p.add_argument("--data", help="training data spec as in training/train.py, e.g. synthetic or voc:PATH "
-                   "(default: the data the model was trained on, as recorded with it; synthetic if none)")
-    p.add_argument("--steps", type=int, default=1000, help="fine-tuning steps; the poly schedule decays to 0 at this step (default 1000)")
-    p.add_argument("--batch-size", type=int, help="batch size (default: the model's training batch size, else 8)")
-    p.add_argument("--lr", type=float, help="initial learning rate of the poly schedule (default: a tenth of the model's training lr, else 0.0007)")
-    p.add_argument("--out", help="output folder (default: qat/ beside the model)")
-    p.add_argument("--crop-size", type=int, help="side of the square training crop (default: the model's training crop, else its input size)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data order, augmentation and dropout (default 0)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    p.add_argument("--weight-decay", type=float, help="L2 weight decay on kernels (default: the model's, else 4e-5)")
-    p.add_argument("--batchnorm", choices=("frozen", "train"), default="frozen",
-                   help="frozen (default): BatchNorms use their moving statistics, as the exported graph folds them "
+                   "(none: the data the model was trained on, as recorded with it)")
+    p.add_argument("--steps", type=int, help="fine-tuning steps; the poly schedule decays to 0 at this step")
+    p.add_argument("--batch-size", type=int, help="batch size (none: the model's training batch size)")
+    p.add_argument("--lr", type=float, help="initial learning rate of the poly schedule (none: qat.lr_scale, a tenth, of the model's training lr)")
+    p.add_argument("--out", help="output folder (none: qat/ beside the model)")
+    p.add_argument("--crop-size", type=int, help="side of the square training crop (none: the model's training crop, else its input size)")
+    p.add_argument("--seed", type=int, help="seed of data order, augmentation and dropout")
+    p.add_argument("--momentum", type=float, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, help="L2 weight decay on kernels (none: the model's)")
+    p.add_argument("--batchnorm", choices=("frozen", "train"),
+                   help="frozen: BatchNorms use their moving statistics, as the exported graph folds them "
                    "(scale/offset still train); train: batch statistics, as in training/train.py")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint at the same step and data position; "
-                   "the flags recorded in OUT/qat_config.json must not change (--steps may grow)")
-    p.add_argument("--calibration-steps", type=int, default=100, metavar="N",
+                   "the model/data/optimiser settings recorded in OUT/config.yaml must not change (--steps may grow)")
+    p.add_argument("--calibration-steps", type=int, metavar="N",
                    help="calibration images: they set the QAT quantizers' initial ranges (instead of tfmot's "
-                   "[-6, 6]) and, in the int8 export, the ranges of tensors no QAT quantizer covers (default 100)")
-    p.add_argument("--log-every", type=int, default=10, help="steps between progress lines / qat_log.csv rows (default 10)")
-    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints; the last step is always saved (default 100)")
-    p.add_argument("--no-data-check", action="store_true", help="skip decoding every training sample up front")
+                   "[-6, 6]) and, in the int8 export, the ranges of tensors no QAT quantizer covers")
+    p.add_argument("--log-every", type=int, help="steps between progress lines / qat_log.csv rows")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints; the last step is always saved")
+    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"), help="tf.distribute strategy, as in training/train.py")
+    p.add_argument("--cpu-replicas", type=int, help="split the CPU into N logical devices (a testing aid)")
+    p.add_argument("--no-data-check", dest="data_check", action="store_const", const=False, help="skip decoding every training sample up front")
+    # The defaults live in training/config.py only; show them in --help from there.
+    for action in p._actions:
+        if action.dest in FLAGS and action.dest != "data_check":
+            default = get(defaults, FLAGS[action.dest])
+            if default is not None and "(none:" not in action.help:
+                action.help += f" (default: {default})"
+            action.help += f" [{FLAGS[action.dest]}]"
     args = p.parse_args(argv)
     for name in ("steps", "batch_size", "crop_size", "calibration_steps", "log_every", "checkpoint_every"):
         value = getattr(args, name)
@@ -69,40 +98,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def default_out(model_path: str) -> str:
-    """`qat/` beside the model file."""
-    return os.path.join(os.path.dirname(os.path.abspath(model_path)), "qat")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (1 with a message on bad input)."""
     args = parse_args(argv)
     from convert.export import ExportError
-    from convert.to_tflite import format_report
-    from quantize.finetune import QATError, QATSettings, run_qat
+    from convert.report import format_report
+    from quantize.finetune import QATError, resolve_qat_config, run_qat
+    from training.config import ConfigError, flag_overrides, read_file
     from training.datasets import DatasetError
+    from training.trainer import NonFiniteLoss
 
-    settings = QATSettings(
-        model=args.model,
-        out=args.out or default_out(args.model),
-        steps=args.steps,
-        data=args.data,
-        batch_size=args.batch_size,
-        crop_size=args.crop_size,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        batchnorm=args.batchnorm,
-        resume=args.resume,
-        calibration_steps=args.calibration_steps,
-        log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every,
-        data_check=not args.no_data_check,
-    )
     try:
-        report = run_qat(settings, log=lambda message: print(message, flush=True))
-    except (QATError, DatasetError, ExportError, FileNotFoundError) as error:
+        file_layer = read_file(args.config, QATExperimentConfig) if args.config else {}
+        config, model = resolve_qat_config(file_layer, flag_overrides(args, FLAGS))
+        report = run_qat(config, model, resume=args.resume, log=lambda message: print(message, flush=True))
+    except (ConfigError, QATError, DatasetError, ExportError, NonFiniteLoss, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(format_report([report]))

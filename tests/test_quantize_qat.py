@@ -8,33 +8,25 @@ import pytest
 import tf_keras as keras
 
 import zoo
-from benchmarks.models import randomize_batchnorm
 from convert.ksac_export import snap_to_int8_grid
 from quantize.annotate import QuantizeLayer, copy_trained_weights, quantize_model
 from quantize.calibrate import calibrate_ranges, range_variables
 from quantize.checks import int8_rules
-from quantize.finetune import QATError, QATSettings, run_qat
+from quantize.finetune import QATError, resolve_qat_config, run_qat
 from quantize.ksac_config import QuantizableSharedAtrousConv2D, SharedKernelQuantizeConfig
 from quantize import qat as qat_cli
+from training.config import merge, read_file, to_dict
 
 # `--dist loadgroup` runs this module on one worker: the QAT run fixture (75 s) is built once.
 pytestmark = pytest.mark.xdist_group("qat_run")
 
-SIZE = 65
-SMALL = dict(input_size=SIZE, width=0.35, head_filters=16)
-
-
-def small_model(name, seed=0):
-    keras.utils.set_random_seed(seed)
-    model = zoo.build_model(name, **SMALL)
-    randomize_batchnorm(model, seed)
-    return model
+SIZE = 65  # the input size of conftest's tiny models
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobilenetv2_ksac", "mobilenetv2_aspp", "xception65_ksac", "xception65_aspp"])
-def test_qat_model_builds_and_starts_from_the_float_weights(name):
-    model = small_model(name)
+def test_qat_model_builds_and_starts_from_the_float_weights(make_tiny_model, make_tiny_export_model, name):
+    model = make_tiny_export_model(name)
     qat = quantize_model(model)
     x = np.random.default_rng(0).normal(size=(1, SIZE, SIZE, 3)).astype(np.float32)
     float_out = model(x, training=False).numpy()
@@ -55,14 +47,14 @@ def test_qat_model_builds_and_starts_from_the_float_weights(name):
     wrappers = [layer for layer in qat.layers if layer.name == "quant_head_ksac"]
     assert len(wrappers) == (1 if name.endswith("ksac") else 0)
     # The float weights go back into a plain model of the same architecture unchanged.
-    fresh = zoo.build_model(name, **SMALL)
+    fresh = make_tiny_model(name)
     assert copy_trained_weights(qat, fresh) > 0
     np.testing.assert_allclose(fresh(x, training=False).numpy(), float_out, atol=1e-5)
 
 
 @pytest.mark.slow
-def test_shared_kernel_is_quantized_once_per_channel_on_the_export_grid():
-    model = small_model("mobilenetv2_ksac")
+def test_shared_kernel_is_quantized_once_per_channel_on_the_export_grid(make_tiny_export_model):
+    model = make_tiny_export_model("mobilenetv2_ksac")
     qat = quantize_model(model)
     wrapper = qat.get_layer("quant_head_ksac")
     assert isinstance(wrapper.layer, QuantizableSharedAtrousConv2D)
@@ -83,22 +75,24 @@ def test_shared_kernel_is_quantized_once_per_channel_on_the_export_grid():
 
 
 @pytest.fixture(scope="module")
-def qat_run(tmp_path_factory):
+def qat_run(tmp_path_factory, save_tiny_model):
     folder = tmp_path_factory.mktemp("qat")
-    model = small_model("mobilenetv2_ksac")
-    zoo.update_description(model, data="synthetic")
     path = str(folder / "model.keras")
-    model.save(path)
-    settings = QATSettings(model=path, out=str(folder / "qat"), steps=2, batch_size=2, crop_size=SIZE,
-                           calibration_steps=4, checkpoint_every=1, data_check=False)  # fmt: skip
+    save_tiny_model(path, data="synthetic")
+    config, model = resolve_qat_config({
+        "qat": {"model": path, "calibration_steps": 4}, "schedule": {"steps": 2},
+        "data": {"batch_size": 2, "crop_size": SIZE, "check": False},
+        "training": {"out": str(folder / "qat"), "checkpoint_every": 1},
+    })  # fmt: skip
     lines = []
-    report = run_qat(settings, log=lines.append)
-    return settings, report, lines
+    report = run_qat(config, model, log=lines.append)
+    return config, report, lines
 
 
+@pytest.mark.slow
 def test_qat_then_export_meets_the_int8_rules(qat_run):
-    settings, report, lines = qat_run
-    out = settings.out
+    config, report, lines = qat_run
+    out = config.training.out
     assert report["shared_kernel_buffers"] == 1
     assert report["ops"].get("SPACE_TO_BATCH_ND", 0) == 0
     rules = int8_rules(os.path.join(out, "model_int8.tflite"))
@@ -111,27 +105,33 @@ def test_qat_then_export_meets_the_int8_rules(qat_run):
     assert any(line.startswith("step 2/2") for line in lines)
     with open(os.path.join(out, "export_report.json")) as f:
         assert json.load(f)["int8_rules"]["ok"]
+    # The shared trainer's outputs: the resolved config, the CSV log and TensorBoard events.
+    assert read_file(os.path.join(out, "config.yaml"))["schedule"]["steps"] == 2
+    assert os.listdir(os.path.join(out, "tensorboard")) and os.path.isfile(os.path.join(out, "qat_log.csv"))
 
 
+@pytest.mark.slow
 def test_saved_qat_model_reloads_with_its_description_and_trained_weights(qat_run):
-    settings, _, _ = qat_run
-    saved = keras.models.load_model(os.path.join(settings.out, "model_qat.keras"), compile=False)
+    config, _, _ = qat_run
+    saved = keras.models.load_model(os.path.join(config.training.out, "model_qat.keras"), compile=False)
     description = zoo.describe(saved)
     assert description["qat"] is True and description["qat_training"]["steps"] == 2
     assert description["name"] == "mobilenetv2_ksac" and description["input_size"] == [SIZE, SIZE]
-    source = keras.models.load_model(settings.model, compile=False)
+    source = keras.models.load_model(config.qat.model, compile=False)
     changed = not np.allclose(saved.get_layer("head_ksac").kernel.numpy(), source.get_layer("head_ksac").kernel.numpy())
     assert changed  # the fine-tuned weights were written back
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(qat_run):
-    settings, _, _ = qat_run
+    config, _, _ = qat_run
     lines = []
-    resumed = QATSettings(**dict(vars(settings), steps=3, resume=True, export=False))
-    run_qat(resumed, log=lines.append)
+    layer = merge(to_dict(config), {"schedule": {"steps": 3}, "qat": {"export": False}})
+    resumed, model = resolve_qat_config(layer)
+    run_qat(resumed, model, resume=True, log=lines.append)
     assert any("at step 2" in line for line in lines) and any(line.startswith("step 3/3") for line in lines)
-    with pytest.raises(QATError, match="batch_size"):
-        run_qat(QATSettings(**dict(vars(resumed), batch_size=4)), log=lines.append)
+    with pytest.raises(QATError, match="data.batch_size"):
+        run_qat(*resolve_qat_config(merge(layer, {"data": {"batch_size": 4}})), resume=True, log=lines.append)
 
 
 def test_cli_errors_name_the_file(tmp_path, capsys):

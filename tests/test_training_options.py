@@ -12,47 +12,43 @@ import tf_keras as keras
 
 from training import train as train_cli
 from training.losses import decayed_variables
-from zoo import SharedAtrousConv2D, build_model
-from zoo.files import atomic_write_json
+from zoo import SharedAtrousConv2D
+from training.config import write as write_config
 
 TINY = ["--backbone", "mobilenetv2", "--head", "ksac", "--width", "0.35", "--head-filters", "16", "--crop-size", "65"]
-SMALL = dict(num_classes=3, input_size=65, width=0.35, head_filters=16)
 
 
 def saved_run(tmp_path, *flags: str) -> str:
-    """A run folder whose config.json is what train.py writes for `flags`."""
+    """A run folder whose config.yaml is what train.py writes for `flags`."""
     out = str(tmp_path / "run")
-    config = train_cli.resolve_config(train_cli.parse_args(TINY + ["--out", out, *flags]))
-    atomic_write_json(os.path.join(out, "config.json"), config)
+    os.makedirs(out)
+    write_config(train_cli.resolve_config(train_cli.parse_args(TINY + ["--out", out, *flags])), out)
     return out
 
 
 def test_resume_accepts_the_same_rates_and_refuses_others(tmp_path):
     out = saved_run(tmp_path, "--rates", "6,12,18")
     config = train_cli.resolve_config(train_cli.parse_args(["--resume", "--out", out, "--rates", "6,12,18"]))
-    assert config["rates"] == [6, 12, 18]
+    assert config.model.rates == [6, 12, 18]
     with pytest.raises(train_cli.UsageError, match="--rates"):
         train_cli.resolve_config(train_cli.parse_args(["--resume", "--out", out, "--rates", "6,12,24"]))
 
 
-def test_weights_load_from_an_hdf5_file_of_any_name(tmp_path, capsys):
-    keras.utils.set_random_seed(1)
-    source = build_model("mobilenetv2_ksac", **SMALL)
+def test_weights_load_from_an_hdf5_file_of_any_name(make_tiny_model, tmp_path, capsys):
+    source = make_tiny_model("mobilenetv2_ksac", seed=1, num_classes=3)
     path = str(tmp_path / "model.hdf5")
     source.save_weights(path)
-    keras.utils.set_random_seed(2)
-    model = build_model("mobilenetv2_ksac", backbone_weights=path, **SMALL)
+    model = make_tiny_model("mobilenetv2_ksac", seed=2, num_classes=3, backbone_weights=path)
     assert "layers matched" in capsys.readouterr().out
     for ours, theirs in zip(model.get_weights(), source.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
 
 
-def test_weights_load_from_a_keras_model_and_report_the_layers(tmp_path, capsys):
-    keras.utils.set_random_seed(1)
-    source = build_model("mobilenetv2_aspp", **SMALL)
+def test_weights_load_from_a_keras_model_and_report_the_layers(make_tiny_model, tmp_path, capsys):
+    source = make_tiny_model("mobilenetv2_aspp", seed=1, num_classes=3)
     path = str(tmp_path / "trained.keras")
     source.save(path)
-    model = build_model("mobilenetv2_ksac", backbone_weights=path, **SMALL)
+    model = make_tiny_model("mobilenetv2_ksac", seed=2, num_classes=3, backbone_weights=path)
     printed = capsys.readouterr().out
     assert "layers matched by name and shape" in printed
     np.testing.assert_array_equal(model.get_layer("Conv1").get_weights()[0], source.get_layer("Conv1").get_weights()[0])
@@ -69,16 +65,16 @@ def test_weights_that_cannot_load_are_a_clear_error_before_anything_is_written(t
     assert not out.exists()
 
 
-def test_weights_sharing_no_layer_are_an_error(tmp_path):
+def test_weights_sharing_no_layer_are_an_error(make_tiny_model, tmp_path):
     path = str(tmp_path / "other.keras")
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="unrelated")]).save(path)
     with pytest.raises(ValueError, match="no layer of"):
-        build_model("mobilenetv2_ksac", backbone_weights=path, **SMALL)
+        make_tiny_model("mobilenetv2_ksac", num_classes=3, backbone_weights=path)
 
 
 @pytest.mark.parametrize("name", ["mobilenetv2_ksac", "xception65_aspp"])
-def test_weight_decay_covers_conv_kernels_but_not_depthwise_batchnorm_or_biases(name):
-    model = build_model(name, **SMALL)
+def test_weight_decay_covers_conv_kernels_but_not_depthwise_batchnorm_or_biases(make_tiny_model, name):
+    model = make_tiny_model(name, num_classes=3)
     decayed = {id(v) for v in decayed_variables(model)}
     expected, excluded = set(), set()
     for layer in model.submodules:
@@ -96,10 +92,10 @@ def test_weight_decay_covers_conv_kernels_but_not_depthwise_batchnorm_or_biases(
         assert id(model.get_layer("head_ksac").kernel) in decayed
 
 
-def test_models_saved_with_a_kernel_regularizer_field_still_load(tmp_path):
+def test_models_saved_with_a_kernel_regularizer_field_still_load(make_tiny_model, tmp_path):
     # Models saved before weight decay moved to the trainer carry `kernel_regularizer: None`
     # in the KSAC layer's config (checked by hand against a file saved by that version).
-    model = build_model("mobilenetv2_ksac", **SMALL)
+    model = make_tiny_model("mobilenetv2_ksac", num_classes=3)
     path = tmp_path / "m.keras"
     model.save(str(path))
     old = tmp_path / "old.keras"

@@ -13,6 +13,7 @@ import pytest
 from training import evaluate as evaluate_cli
 from training import predict as predict_cli
 from training import train as train_cli
+from training.config import read_file
 
 # `--dist loadgroup` runs this module on one worker: the training-run fixture is built once.
 pytestmark = pytest.mark.xdist_group("straight_run")
@@ -42,11 +43,26 @@ def straight_run(tmp_path_factory):
     return out
 
 
-def test_resume_is_exact(straight_run, tmp_path):
+@pytest.mark.slow
+def test_a_config_file_and_resume_from_the_run_config_are_exact(straight_run, tmp_path):
+    """The straight run's flags, given as a --config file instead; stopped at step 3, then
+    `train.py --config RUN/config.yaml --resume` continues to the same losses and weights."""
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        "model: {name: mobilenetv2_ksac, width: 0.35, head_filters: 32}\n"
+        "data: {crop_size: 65, batch_size: 2}\n"
+        "optimizer: {lr: 0.01}\n"
+        "schedule: {steps: 6}\n"
+        "training: {seed: 3, log_every: 1, checkpoint_every: 100}\n"
+    )
     out = str(tmp_path / "split")
-    assert train_cli.main(TINY + ["--steps", "6", "--stop-at", "3", "--checkpoint-every", "100", "--out", out]) == 0
+    assert train_cli.main(["--config", str(recipe), "--stop-at", "3", "--out", out]) == 0
     assert os.path.isfile(os.path.join(out, "checkpoints", "ckpt-3.index"))
-    assert train_cli.main(["--steps", "6", "--resume", "--out", out, "--log-every", "1"]) == 0
+    assert train_cli.main(["--config", os.path.join(out, "config.yaml"), "--resume"]) == 0
+    saved, straight = (read_file(os.path.join(run, "config.yaml")) for run in (out, straight_run))
+    for config in (saved, straight):
+        del config["training"]["out"], config["training"]["checkpoint_every"]
+    assert saved == straight
     a, b = losses(straight_run), losses(out)
     assert sorted(b) == [1, 2, 3, 4, 5, 6]
     assert np.allclose([a[s] for s in range(1, 7)], [b[s] for s in range(1, 7)], rtol=1e-4, atol=1e-5), (a, b)
@@ -54,9 +70,10 @@ def test_resume_is_exact(straight_run, tmp_path):
         assert np.allclose(wa, wb, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_run_folder_contents(straight_run):
     names = set(os.listdir(straight_run))
-    assert {"model.keras", "checkpoints", "train_log.csv", "tensorboard", "config.json"} <= names
+    assert {"model.keras", "checkpoints", "train_log.csv", "tensorboard", "config.yaml"} <= names
     with open(os.path.join(straight_run, "train_log.csv")) as f:
         assert f.readline().startswith("step,")
     from zoo import describe
@@ -67,6 +84,7 @@ def test_run_folder_contents(straight_run):
     assert desc["data"] == "synthetic" and desc["label_names"][0] == "background" and desc["input_size"] == [65, 65]
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict(straight_run, tmp_path, capsys):
     model = os.path.join(straight_run, "model.keras")
     result = evaluate_cli.evaluate(model, None, limit=3)
@@ -117,6 +135,7 @@ def test_bad_inputs_fail_before_writing(tmp_path, capsys):
     assert "missing.keras" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys):
     out = str(tmp_path / "nan")
     args = TINY + ["--steps", "6", "--checkpoint-every", "2", "--out", out]

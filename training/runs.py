@@ -1,10 +1,9 @@
-"""Run folders: the default name, the `runs/latest` link, the CSV log, the saved config."""
+"""Run folders: the default name, the `runs/latest` link, the CSV log, dropout RNGs and checkpoint restore."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import time
 from typing import Any, Sequence
@@ -57,20 +56,12 @@ class CsvLog:
         atomic_write_text(self.path, buf.getvalue())
 
 
-def read_config(run_dir: str) -> dict[str, Any]:
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--resume: {path} not found; is {run_dir} a run folder of training/train.py?")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def format_eta(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def seed_dropout(model, seed: int) -> list:
+def seed_dropout(layers: Sequence[Any], seed: int) -> list:
     """Gives every dropout layer its own seeded, checkpointed random generator.
 
     Keras' default dropout uses stateful legacy ops whose state cannot be saved;
@@ -83,7 +74,7 @@ def seed_dropout(model, seed: int) -> list:
     from tf_keras.src.backend import RandomGenerator
 
     generators = []
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(layers):
         if isinstance(layer, keras.layers.Dropout) and layer.rate > 0:
             layer._random_generator = RandomGenerator(seed=seed * 7919 + i, rng_type="stateful")
             layer._random_generator._maybe_init()

@@ -10,7 +10,17 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from zoo.layers import ModelDescription, ResizeToMatch, SharedAtrousConv2D
-from zoo.registry import MODELS, build_model, default_rates, describe, list_models, update_description
+from zoo.registry import (
+    MODELS,
+    build_model,
+    default_rates,
+    describe,
+    list_backbones,
+    list_heads,
+    list_models,
+    model_name,
+    update_description,
+)
 from zoo.stats import count_macs, head_params
 
 __all__ = [
@@ -23,6 +33,9 @@ __all__ = [
     "default_rates",
     "describe",
     "head_params",
+    "list_backbones",
+    "list_heads",
     "list_models",
+    "model_name",
     "update_description",
 ]

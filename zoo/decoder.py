@@ -10,19 +10,18 @@ from zoo.layers import ResizeToMatch, batch_norm
 LOW_LEVEL_CHANNELS = 48
 
 
-def deeplabv3plus_decoder(head_output, low_level, filters: int = 256, sync: bool = False):
+def deeplabv3plus_decoder(head_output, low_level, filters: int = 256):
     """48-channel 1x1 on `low_level`, concat with the upsampled head output, two 3x3 convs.
 
     Args:
         head_output: the head's features at the output stride.
         low_level: backbone features at stride 4.
         filters: channels of the two 3x3 convolutions (256 in DeepLabV3+).
-        sync: synchronise BatchNorm across replicas.
     """
     skip = keras.layers.Conv2D(LOW_LEVEL_CHANNELS, 1, use_bias=False, name="decoder_low_level")(low_level)
-    skip = batch_norm("decoder_low_level_bn", sync=sync)(skip)
+    skip = batch_norm("decoder_low_level_bn")(skip)
     skip = keras.layers.ReLU(name="decoder_low_level_relu")(skip)
     x = ResizeToMatch(name="decoder_upsample")([head_output, skip])
     x = keras.layers.Concatenate(name="decoder_concat")([x, skip])
-    x = conv_bn_relu(x, filters, 3, "decoder_conv1", sync=sync)
-    return conv_bn_relu(x, filters, 3, "decoder_conv2", sync=sync)
+    x = conv_bn_relu(x, filters, 3, "decoder_conv1")
+    return conv_bn_relu(x, filters, 3, "decoder_conv2")

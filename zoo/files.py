@@ -35,3 +35,23 @@ def atomic_write_text(path: str, text: str) -> None:
 
 def atomic_write_json(path: str, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def atomic_save_keras(model: Any, path: str) -> None:
+    """`keras.models.save_model(model, path)` through a temporary `.keras` file and a rename."""
+    import tf_keras as keras
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # Keras picks the format by the suffix, so the temporary file ends in .keras too.
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".keras")
+    os.close(fd)
+    try:
+        keras.models.save_model(model, tmp)
+        umask = os.umask(0)  # mkstemp makes the file private (0600); give it the usual permissions
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -23,19 +23,19 @@ from zoo.layers import ResizeToMatch, SharedAtrousConv2D, batch_norm
 HEADS = ("aspp", "ksac")
 
 
-def conv_bn_relu(x, filters: int, kernel_size: int, name: str, rate: int = 1, sync: bool = False):
+def conv_bn_relu(x, filters: int, kernel_size: int, name: str, rate: int = 1):
     """Conv2D (no bias) + BatchNorm + ReLU, named `name`, `name_bn`, `name_relu`."""
     x = keras.layers.Conv2D(
         filters, kernel_size, padding="same", dilation_rate=rate, use_bias=False, name=name
     )(x)
-    x = batch_norm(name + "_bn", sync=sync)(x)
+    x = batch_norm(name + "_bn")(x)
     return keras.layers.ReLU(name=name + "_relu")(x)
 
 
-def image_pooling(x, filters: int, sync: bool = False):
+def image_pooling(x, filters: int):
     """Global average pooling, 1x1 conv + BN + ReLU, broadcast back to the feature size."""
     pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name="head_pool")(x)
-    pooled = conv_bn_relu(pooled, filters, 1, "head_pool_conv", sync=sync)
+    pooled = conv_bn_relu(pooled, filters, 1, "head_pool_conv")
     return ResizeToMatch(name="head_pool_resize")([pooled, x])
 
 
@@ -45,7 +45,6 @@ def atrous_head(
     rates: Sequence[int],
     filters: int = 256,
     dropout: float = 0.1,
-    sync: bool = False,
 ):
     """Builds an ASPP or KSAC head on backbone features `x`.
 
@@ -55,16 +54,15 @@ def atrous_head(
         rates: atrous rates of the 3x3 pyramid.
         filters: channels of every branch and of the projection (256 in the paper).
         dropout: dropout rate after the projection (DeepLab keeps 0.9).
-        sync: synchronise BatchNorm across replicas.
     """
     if kind not in HEADS:
         raise ValueError(f"unknown head {kind!r}; valid heads: {', '.join(HEADS)}")
-    branches = [conv_bn_relu(x, filters, 1, "head_conv1x1", sync=sync)]
+    branches = [conv_bn_relu(x, filters, 1, "head_conv1x1")]
     if kind == "aspp":
-        branches += [conv_bn_relu(x, filters, 3, f"head_aspp_rate{r}", rate=r, sync=sync) for r in rates]
+        branches += [conv_bn_relu(x, filters, 3, f"head_aspp_rate{r}", rate=r) for r in rates]
     else:
-        branches.append(SharedAtrousConv2D(filters, rates, sync_batchnorm=sync, name="head_ksac")(x))
-    branches.append(image_pooling(x, filters, sync=sync))
+        branches.append(SharedAtrousConv2D(filters, rates, name="head_ksac")(x))
+    branches.append(image_pooling(x, filters))
     x = keras.layers.Concatenate(name="head_concat")(branches)
-    x = conv_bn_relu(x, filters, 1, "head_projection", sync=sync)
+    x = conv_bn_relu(x, filters, 1, "head_projection")
     return keras.layers.Dropout(dropout, name="head_dropout")(x)

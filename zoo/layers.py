@@ -7,8 +7,11 @@ with `tf_keras.models.load_model(path)` once `zoo` is imported, with no
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import json
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
@@ -24,11 +27,49 @@ BN_MOMENTUM = 0.9997
 BN_EPSILON = 1e-5
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchNormSettings:
+    """Model-wide BatchNorm options that `zoo.build_model` takes (see `batch_norm_settings`).
+
+    Attributes:
+        sync: compute the statistics over the global batch of all replicas (multi-device training);
+            synchronized BatchNorm cannot use the fused kernel.
+        momentum: the moving-average momentum of every BatchNorm; None keeps each layer's own.
+    """
+
+    sync: bool = False
+    momentum: float | None = None
+
+
+_BATCH_NORM_SETTINGS: contextvars.ContextVar[BatchNormSettings] = contextvars.ContextVar(
+    "batch_norm_settings", default=BatchNormSettings()
+)
+
+
+@contextlib.contextmanager
+def batch_norm_settings(settings: BatchNormSettings) -> Iterator[None]:
+    """Every `batch_norm` created inside takes `settings` (a scope, like `tf.name_scope`).
+
+    A scope rather than a parameter of every block builder: the backbones, heads and
+    decoder all create their BatchNorms through `batch_norm`, and `build_model` is the
+    one place that opens the scope.
+    """
+    token = _BATCH_NORM_SETTINGS.set(settings)
+    try:
+        yield
+    finally:
+        _BATCH_NORM_SETTINGS.reset(token)
+
+
 def batch_norm(name: str, sync: bool = False, **kwargs: Any) -> keras.layers.BatchNormalization:
-    """A BatchNormalization with DeepLab's defaults; `sync=True` synchronises across replicas."""
+    """A BatchNormalization with DeepLab's defaults (unless `kwargs` say otherwise), adjusted by the
+    enclosing `batch_norm_settings`; `sync=True` synchronises across replicas."""
+    settings = _BATCH_NORM_SETTINGS.get()
     kwargs.setdefault("momentum", BN_MOMENTUM)
     kwargs.setdefault("epsilon", BN_EPSILON)
-    return keras.layers.BatchNormalization(name=name, synchronized=sync, **kwargs)
+    if settings.momentum is not None:
+        kwargs["momentum"] = settings.momentum
+    return keras.layers.BatchNormalization(name=name, synchronized=sync or settings.sync, **kwargs)
 
 
 def check_rates(rates: Sequence[int]) -> tuple[int, ...]:

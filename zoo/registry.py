@@ -9,10 +9,13 @@ from typing import Any, NamedTuple, Sequence
 
 import tf_keras as keras
 
+# The one inference preprocessing contract (letterbox, half-pixel bilinear, top-left, mean padding)
+# is defined beside its implementation; every model's description records it.
+from inference.preprocess import INFERENCE_PREPROCESSING
 from zoo.backbones import BACKBONES
 from zoo.decoder import deeplabv3plus_decoder
 from zoo.heads import atrous_head
-from zoo.layers import ModelDescription, ResizeToMatch, check_rates
+from zoo.layers import BatchNormSettings, ModelDescription, ResizeToMatch, batch_norm_settings, check_rates
 from zoo.weights import load_weights
 
 
@@ -31,11 +34,6 @@ MODELS: dict[str, ModelSpec] = {
 
 # Both backbones were trained on images scaled to [-1, 1]: x = (pixel - mean) / std.
 INPUT_NORMALIZATION = {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]}
-# How an image of any size becomes the model input (inference.preprocess implements it; evaluation,
-# prediction, the Android core and the golden vectors follow it): scale to fit keeping the aspect
-# ratio (content size floor(side * scale + 0.5)), half-pixel-centre bilinear without anti-aliasing,
-# image at the top-left, bottom/right padding with the mean colour (0 once normalised).
-INFERENCE_PREPROCESSING = {"resize": "letterbox", "interpolation": "bilinear_half_pixel", "anchor": "top_left", "pad": "mean"}
 
 VOC_LABELS = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -46,6 +44,31 @@ VOC_LABELS = (
 def list_models() -> list[str]:
     """The names `build_model` accepts."""
     return sorted(MODELS)
+
+
+def list_backbones() -> list[str]:
+    """The backbones the registry's models use (command-line choices)."""
+    return sorted({spec.backbone for spec in MODELS.values()})
+
+
+def list_heads() -> list[str]:
+    """The heads the registry's models use (command-line choices)."""
+    return sorted({spec.head for spec in MODELS.values()})
+
+
+def model_name(backbone: str, head: str) -> str:
+    """The registered model made of `backbone` and `head`; ValueError listing the choices if none is."""
+    for name, spec in MODELS.items():
+        if (spec.backbone, spec.head) == (backbone, head):
+            return name
+    raise ValueError(f"no model combines backbone {backbone!r} and head {head!r}; valid models: {', '.join(list_models())}")
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry's row for `name`; ValueError listing the valid names if unknown."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+    return MODELS[name]
 
 
 def default_rates(output_stride: int) -> tuple[int, ...]:
@@ -73,6 +96,7 @@ def build_model(
     head_filters: int = 256,
     dropout: float = 0.1,
     sync_batchnorm: bool = False,
+    bn_momentum: float | None = None,
     label_names: Sequence[str] | None = None,
 ) -> keras.Model:
     """Builds a named segmentation model.
@@ -89,7 +113,11 @@ def build_model(
             layer name (see `zoo.weights`).
         head_filters: channels of the head and decoder (256 in the paper).
         dropout: dropout after the head's projection.
-        sync_batchnorm: synchronise BatchNorm across replicas (multi-GPU training).
+        sync_batchnorm: synchronise every BatchNorm (backbone included) across replicas
+            (multi-device training).
+        bn_momentum: moving-average momentum of every BatchNorm; None keeps the model's own
+            (0.999 in MobileNetV2 as keras.applications, 0.9997 elsewhere as DeepLab). Use e.g.
+            0.99 for runs of a few thousand steps, whose moving statistics would otherwise lag.
         label_names: a name per class; VOC's names by default at 21 classes.
 
     Returns:
@@ -99,9 +127,7 @@ def build_model(
     Example:
     >>> model = build_model("mobilenetv2_ksac", input_size=129, width=0.35)
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
-    spec = MODELS[name]
+    spec = model_spec(name)
     height, width_px = _input_shape(input_size)
     rates = check_rates(rates) if rates is not None else default_rates(output_stride)
     decoder = spec.decoder if decoder is None else bool(decoder)
@@ -113,10 +139,11 @@ def build_model(
         raise ValueError(f"label_names has {len(label_names)} names for {num_classes} classes")
 
     inputs = keras.Input((height, width_px, 3), name="image")
-    features = BACKBONES[spec.backbone](inputs, output_stride=output_stride, width=width)
-    x = atrous_head(features.features, spec.head, rates, filters=head_filters, dropout=dropout, sync=sync_batchnorm)
-    if decoder:
-        x = deeplabv3plus_decoder(x, features.low_level, filters=head_filters, sync=sync_batchnorm)
+    with batch_norm_settings(BatchNormSettings(sync=sync_batchnorm, momentum=bn_momentum)):
+        features = BACKBONES[spec.backbone](inputs, output_stride=output_stride, width=width)
+        x = atrous_head(features.features, spec.head, rates, filters=head_filters, dropout=dropout)
+        if decoder:
+            x = deeplabv3plus_decoder(x, features.low_level, filters=head_filters)
     logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
     logits = ResizeToMatch(name="upsample_logits")([logits, inputs])
     description = {

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import tf_keras as keras
 
 from zoo.backbones.common import Backbone, StrideTracker
+from zoo.layers import batch_norm
 
 
 class InvertedResidual(NamedTuple):
@@ -60,15 +61,15 @@ def _inverted_residual(x, block_id: int, expansion: int, filters: int, stride: i
     shortcut = x
     if block_id:
         x = keras.layers.Conv2D(in_channels * expansion, 1, use_bias=False, name=prefix + "expand")(x)
-        x = keras.layers.BatchNormalization(name=prefix + "expand_BN", **_BN)(x)
+        x = batch_norm(prefix + "expand_BN", **_BN)(x)
         x = keras.layers.ReLU(6.0, name=prefix + "expand_relu")(x)
     x = keras.layers.DepthwiseConv2D(
         3, strides=stride, dilation_rate=rate, padding="same", use_bias=False, name=prefix + "depthwise"
     )(x)
-    x = keras.layers.BatchNormalization(name=prefix + "depthwise_BN", **_BN)(x)
+    x = batch_norm(prefix + "depthwise_BN", **_BN)(x)
     x = depthwise_out = keras.layers.ReLU(6.0, name=prefix + "depthwise_relu")(x)
     x = keras.layers.Conv2D(out_channels, 1, use_bias=False, name=prefix + "project")(x)
-    x = keras.layers.BatchNormalization(name=prefix + "project_BN", **_BN)(x)
+    x = batch_norm(prefix + "project_BN", **_BN)(x)
     if stride == 1 and in_channels == out_channels:
         x = keras.layers.Add(name=prefix + "add")([shortcut, x])
     return x, depthwise_out
@@ -91,7 +92,7 @@ def mobilenet_v2(inputs, output_stride: int = 16, width: float = 1.0) -> Backbon
     x = keras.layers.Conv2D(
         make_divisible(32 * width), 3, strides=stride.stride, padding="same", use_bias=False, name="Conv1"
     )(inputs)
-    x = keras.layers.BatchNormalization(name="bn_Conv1", **_BN)(x)
+    x = batch_norm("bn_Conv1", **_BN)(x)
     x = keras.layers.ReLU(6.0, name="Conv1_relu")(x)
 
     block_id = 0

@@ -1,0 +1,26 @@
+"""The export report as a side-by-side text table (printed by convert/to_tflite.py and quantize/qat.py)."""
+
+from __future__ import annotations
+
+
+def format_report(reports: list[dict]) -> str:
+    """A side-by-side text table of export reports."""
+    rows = [
+        ("exporter", lambda r: r["exporter"]),
+        ("precision", lambda r: r["precision"]),
+        ("bytes", lambda r: f"{r['bytes']:,}"),
+        ("params", lambda r: f"{r['params']:,}"),
+        ("weight buffers", lambda r: r["weight_buffers"]),
+        ("shared kernel buffers", lambda r: r.get("shared_kernel_buffers", "-")),
+        ("negative-scale channels", lambda r: r.get("negative_scale_channels", "-")),
+        ("SPACE_TO_BATCH_ND", lambda r: r["ops"].get("SPACE_TO_BATCH_ND", 0)),
+        ("CONV_2D", lambda r: r["ops"].get("CONV_2D", 0)),
+        ("ops", lambda r: sum(r["ops"].values())),
+        ("argmax agreement", lambda r: "-" if r["argmax_agreement"] is None else f"{100 * r['argmax_agreement']:.3f}%"),
+        ("max |logit diff|", lambda r: "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.3g}"),
+        ("seconds", lambda r: r["seconds"]),
+    ]
+    lines = []
+    for label, get in rows:
+        lines.append(f"{label:<24}" + "".join(f"{str(get(r)):>16}" for r in reports))
+    return "\n".join(lines)

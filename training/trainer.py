@@ -1,0 +1,257 @@
+"""The one training loop, shared by float training (`training/train.py`) and QAT (`quantize/finetune.py`).
+
+`Trainer` owns what both need: the optimiser with the poly schedule, a checkpoint of
+model + optimiser + dropout RNGs (exact resume: same step, learning rate, data
+position and random masks), the `tf.distribute` step (loss = cross-entropy mean over
+the valid pixels of the GLOBAL batch + weight decay), the progress line, the CSV log,
+TensorBoard scalars and the non-finite-loss stop. What differs between the two
+callers (which model, how it is built, what is saved at the end) stays with them.
+
+Example:
+    strategy = make_strategy("auto")
+    with strategy.scope():
+        model = zoo.build_model("mobilenetv2_ksac", input_size=129, width=0.35)
+    trainer = Trainer(model, strategy, config.optimizer, config.schedule, work_dir="runs/x", seed=0)
+    result = trainer.fit(dataset, batch_size=8, crop_size=129, start_step=0, stop_step=100)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import tensorflow as tf
+import tf_keras as keras
+
+from training.config import OptimizerConfig, ScheduleConfig
+from training.datasets import SegmentationDataset
+from training.losses import masked_cross_entropy_sum, weight_decay_loss
+from training.pipeline import train_batches
+from training.runs import CsvLog, format_eta, restore_newest, seed_dropout
+
+LOG_COLUMNS = ("step", "loss", "lr", "images_per_s", "elapsed_s")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+@dataclass
+class FitResult:
+    """How a `Trainer.fit` call ended."""
+
+    step: int
+    loss: float
+    images_per_s: float | None  # mean over the timed steps (the first, tracing step excluded)
+    wall_s: float
+
+
+def make_strategy(kind: str = "auto", cpu_replicas: int = 0) -> tf.distribute.Strategy:
+    """The tf.distribute strategy for `kind` (call before TensorFlow touches a device).
+
+    auto: multi-worker if TF_CONFIG describes a cluster, mirrored if several GPUs are
+    visible, else the default one-device strategy. `cpu_replicas` > 1 splits the CPU
+    into that many logical devices and mirrors across them (a testing aid).
+    """
+    if cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_replicas)])
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster")
+    gpus = tf.config.list_physical_devices("GPU")
+    if kind == "auto":
+        kind = "multiworker" if cluster else "mirrored" if len(gpus) > 1 else "default"
+    if kind == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run folder (always, outside multi-worker training)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
+def make_optimizer(config: OptimizerConfig, schedule: ScheduleConfig):
+    """(optimizer, learning-rate schedule): SGD with momentum or Adam, on the poly schedule to 0 at `schedule.steps`."""
+    rate = keras.optimizers.schedules.PolynomialDecay(
+        config.lr, schedule.steps, end_learning_rate=0.0, power=schedule.poly_power
+    )
+    if config.name == "adam":
+        return keras.optimizers.Adam(learning_rate=rate), rate
+    if config.name == "sgd":
+        return keras.optimizers.SGD(learning_rate=rate, momentum=config.momentum), rate
+    raise ValueError(f"unknown optimizer {config.name!r}; valid: sgd, adam")
+
+
+def write_scalars(writer, step: int, **values: float) -> None:
+    """TensorBoard scalars without the `tensorboard` package (tf.summary.scalar needs it; tf.summary.write does not)."""
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    with writer.as_default(step=step):
+        for tag, value in values.items():
+            tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata.SerializeToString())
+
+
+class Trainer:
+    """Checkpointed, resumable, distributed training of one Keras model.
+
+    Args:
+        model: the model to train, built inside `strategy.scope()`.
+        strategy: the tf.distribute strategy (see `make_strategy`).
+        optimizer: optimiser settings (lr for the global batch, momentum, weight decay).
+        schedule: the poly schedule (steps, power).
+        work_dir: where `checkpoints/`, the CSV log and `tensorboard/` go.
+        seed: seeds the dropout RNGs (data order and augmentation are seeded in `fit`).
+        dropout_layers: the layers whose Dropout RNGs are seeded and checkpointed
+            (default `model.layers`; QAT passes the float layers inside the tfmot wrappers).
+        log_name: the CSV log's file name.
+        checkpoint_every, keep_checkpoints, log_every: steps between checkpoints, how many
+            to keep, steps between progress lines (the last step is always logged and saved).
+        chief: whether this process writes logs (non-chief workers only checkpoint).
+        log: where progress lines go.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        strategy: tf.distribute.Strategy,
+        optimizer: OptimizerConfig,
+        schedule: ScheduleConfig,
+        *,
+        work_dir: str,
+        seed: int,
+        dropout_layers: Iterable[keras.layers.Layer] | None = None,
+        log_name: str = "train_log.csv",
+        checkpoint_every: int = 500,
+        keep_checkpoints: int = 3,
+        log_every: int = 10,
+        chief: bool = True,
+        log: Callable[[str], None] = lambda line: print(line, flush=True),
+    ) -> None:
+        self.model = model
+        self.strategy = strategy
+        self.weight_decay = optimizer.weight_decay
+        self.work_dir = work_dir
+        self.log_name = log_name
+        self.checkpoint_every = checkpoint_every
+        self.log_every = log_every
+        self.chief = chief
+        self.log = log
+        with strategy.scope():
+            self.optimizer, self.schedule = make_optimizer(optimizer, schedule)
+            self.optimizer.build(model.trainable_variables)
+            rng = tf.Module()
+            rng.dropout = seed_dropout(model.layers if dropout_layers is None else list(dropout_layers), seed)
+            self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer, rng=rng)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(work_dir, "checkpoints"), max_to_keep=keep_checkpoints, checkpoint_name="ckpt"
+        )
+
+    def restore(self) -> int:
+        """Restores the newest checkpoint; returns its step (FileNotFoundError naming the folder if none)."""
+        return restore_newest(self.checkpoint, self.manager, self.optimizer)
+
+    def _train_step(self, batch_size: int) -> Callable:
+        model, optimizer, strategy, weight_decay = self.model, self.optimizer, self.strategy, self.weight_decay
+
+        def replica_step(images, labels):
+            ctx = tf.distribute.get_replica_context()
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                ce_sum, count = masked_cross_entropy_sum(labels, logits)
+                # Mean over the valid pixels of the GLOBAL batch, so that any replica count gives the same loss.
+                total = tf.maximum(ctx.all_reduce(tf.distribute.ReduceOp.SUM, count), 1.0)
+                loss = ce_sum / total + weight_decay_loss(model, weight_decay) / ctx.num_replicas_in_sync
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        @tf.function
+        def train_step(iterator):
+            images, labels = next(iterator)
+            per_replica = strategy.run(replica_step, args=(images, labels))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+        return train_step
+
+    def fit(
+        self,
+        dataset: SegmentationDataset,
+        *,
+        batch_size: int,
+        crop_size: int,
+        normalization: dict[str, Any],
+        data_seed: int,
+        start_step: int,
+        stop_step: int,
+    ) -> FitResult:
+        """Trains from `start_step` to `stop_step` on `dataset`'s augmented batches.
+
+        The batches are a function of (`data_seed`, step), so a run resumed at
+        `start_step` sees exactly the batches an uninterrupted run would have.
+        Raises NonFiniteLoss (nothing more is saved) when the loss stops being finite.
+        """
+        replicas = self.strategy.num_replicas_in_sync
+        if batch_size % replicas:
+            raise ValueError(f"batch size {batch_size} is not divisible by the {replicas} replicas")
+        csv_log = CsvLog(os.path.join(self.work_dir, self.log_name), LOG_COLUMNS)
+        csv_log.keep_until(start_step)
+        writer = tf.summary.create_file_writer(os.path.join(self.work_dir, "tensorboard"))
+        ds, loader = train_batches(dataset, batch_size, crop_size, normalization, data_seed, start_step)
+        batches = iter(self.strategy.experimental_distribute_dataset(ds))
+        train_step = self._train_step(batch_size)
+
+        run_start = time.time()
+        interval_start, interval_images, timed_steps, timed_time = time.time(), 0, 0, 0.0
+        step, loss = start_step, float("nan")
+        while step < stop_step:
+            try:
+                loss = float(train_step(batches))
+            except tf.errors.OpError:
+                if loader.error is not None:  # a sample that failed to decode: report it, not TensorFlow's wrapper
+                    raise loader.error from None
+                raise
+            step += 1
+            if not math.isfinite(loss):
+                kept = self.manager.latest_checkpoint or "none (no checkpoint was written yet)"
+                raise NonFiniteLoss(
+                    f"the loss is {loss} at step {step}; stopping. The last good checkpoint is {kept}. "
+                    "Lower the learning rate (--lr) or check the data."
+                )
+            interval_images += batch_size
+            if step == start_step + 1:
+                interval_start, interval_images = time.time(), 0  # the first step traces the graph: not timed
+            last = step == stop_step
+            if step % self.log_every == 0 or last:
+                now = time.time()
+                elapsed = now - interval_start
+                speed = interval_images / elapsed if interval_images and elapsed > 0 else float("nan")
+                if interval_images:
+                    timed_steps += interval_images // batch_size
+                    timed_time += elapsed
+                lr = float(self.schedule(step - 1))
+                eta = (stop_step - step) * batch_size / speed if speed == speed else 0.0
+                self.log(f"step {step}/{stop_step}  loss {loss:.4f}  lr {lr:.6f}  {speed:.2f} images/s  ETA {format_eta(eta)}")
+                if self.chief:
+                    csv_log.append({"step": step, "loss": f"{loss:.6f}", "lr": f"{lr:.8f}", "images_per_s": f"{speed:.3f}",
+                                    "elapsed_s": f"{now - run_start:.1f}"})  # fmt: skip
+                    write_scalars(writer, step, loss=loss, learning_rate=lr, images_per_second=speed)
+                interval_start, interval_images = time.time(), 0
+            if step % self.checkpoint_every == 0 or last:
+                self.manager.save(checkpoint_number=step)
+        writer.flush()
+        speed = timed_steps * batch_size / timed_time if timed_time > 0 else None
+        return FitResult(step=step, loss=loss, images_per_s=speed, wall_s=time.time() - run_start)
