@@ -56,7 +56,6 @@ def main() -> int:
             files[head, precision] = (out, report)
 
     print(f"\nmeasuring accuracy ({EVAL_IMAGES} synthetic val images) and CPU latency of the .tflite files ...")
-    sys.path.insert(0, ROOT)
     from benchmarks.latency import measure_interleaved
     from training.evaluate import evaluate
 

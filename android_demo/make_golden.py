@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes golden vectors for the Java core tests and the app's on-device test.
 
-    python android_demo/make_golden.py --model runs/latest/model_int8.tflite [--out DIR]
+    python -m android_demo.make_golden --model runs/latest/model_int8.tflite [--out DIR]
 
 For a synthetic test image (landscape, so the letterbox both resizes and pads) it writes into
 `--out` (default `android_demo/core/src/test/resources/golden/`):
@@ -19,20 +19,16 @@ Everything is at the model's input size, so the folder stays small for small mod
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import sys
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from android_demo import reference  # noqa: E402
-from android_demo.model_files import input_hw, read_description, resolve_model  # noqa: E402
+from android_demo import reference
+from android_demo.model_files import input_hw, read_description, resolve_model
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "core" / "src" / "test" / "resources" / "golden"
 LARGE_BYTES = 4 * 1024 * 1024
@@ -55,26 +51,24 @@ def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 def run_litert(model_path: Path, inputs: np.ndarray) -> np.ndarray:
-    """The model's single output for `inputs` with ai_edge_litert's Interpreter (float32 input required)."""
-    from ai_edge_litert.interpreter import Interpreter
+    """The model's single output for `inputs`, run on the CPU with one thread by `inference.runtime`.
 
-    interpreter = Interpreter(model_path=str(model_path), num_threads=1)
-    interpreter.allocate_tensors()
-    (inp,) = interpreter.get_input_details()
-    outs = interpreter.get_output_details()
-    if len(outs) != 1:
-        raise ValueError(f"{model_path}: expected one output tensor, found {len(outs)}")
-    if inp["dtype"] != np.float32:
-        raise ValueError(f"{model_path}: input is {np.dtype(inp['dtype']).name}; the app feeds float32 (export with float I/O)")
-    if tuple(inp["shape"]) != inputs.shape:
-        raise ValueError(f"{model_path}: input shape {tuple(inp['shape'])} does not match its metadata {inputs.shape}")
-    interpreter.set_tensor(inp["index"], inputs)
-    interpreter.invoke()
-    out = interpreter.get_tensor(outs[0]["index"])
-    scale, zero = outs[0].get("quantization", (0.0, 0))
-    if out.dtype == np.int8 and scale:
-        out = (out.astype(np.float32) - zero) * np.float32(scale)  # int8 logits: dequantize
-    return out
+    The app feeds float32, so the file must have a float32 input; int8 logits come back
+    dequantised to float32, a uint8 label map as it is.
+    """
+    from inference.runtime import TFLiteModel
+
+    # One thread: the golden vectors are the reference the Java core must reproduce exactly.
+    model = TFLiteModel(model_path, device="cpu", threads=1)
+    if len(model.inputs) != 1:
+        raise ValueError(f"{model_path}: expected one input tensor, found {len(model.inputs)}")
+    if len(model.outputs) != 1:
+        raise ValueError(f"{model_path}: expected one output tensor, found {len(model.outputs)}")
+    if model.input.dtype != np.float32:
+        raise ValueError(f"{model_path}: input is {model.input.dtype.name}; the app feeds float32 (export with float I/O)")
+    if model.input.shape != inputs.shape:
+        raise ValueError(f"{model_path}: input shape {model.input.shape} does not match its metadata {inputs.shape}")
+    return model.run(inputs)
 
 
 def _png(image: np.ndarray) -> bytes:

@@ -10,16 +10,13 @@ in the `.tflite` file: input size, normalisation, label names, output kind, prec
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-
-from android_demo.model_files import resolve_model, read_description  # noqa: E402
-from zoo.files import atomic_write_bytes, atomic_write_text  # noqa: E402
+from android_demo.model_files import read_description, resolve_model
+from zoo.files import atomic_write_bytes, atomic_write_text
 
 DEFAULT_ASSETS = Path(__file__).resolve().parent / "app" / "src" / "main" / "assets"
 

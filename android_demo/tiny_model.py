@@ -11,14 +11,11 @@ model is untrained: its labels are meaningless but deterministic, which is all a
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -14,21 +14,18 @@ from the TensorFlow/LiteRT nightly builds); nothing is downloaded here.
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import shlex  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
+from typing import Any, Sequence
 
 DEVICE_DIR = "/data/local/tmp"
 DEVICE_BINARY = f"{DEVICE_DIR}/benchmark_model"

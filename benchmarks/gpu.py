@@ -1,19 +1,18 @@
 """The LiteRT GPU accelerator: whether it loads here, and latency on it.
 
-GPU work runs in a child process (`python benchmarks/gpu.py FILE ...`): a GPU
+GPU work runs in a child process (`python -m benchmarks.gpu FILE ...`): a GPU
 driver that crashes or hangs takes the child down, not the benchmark run, and the
 accelerator's own log (where the reason for a failure is written) is captured.
-The accelerator is the one `CompiledModel` loads for `HardwareAccelerator.GPU`
-(the pip wheel ships the WebGPU one); it is requested WITHOUT CPU fallback, so a
-file that only partly runs on the GPU is reported as such instead of being timed
-on the CPU under a GPU label.
+The child loads the file with `inference.runtime.TFLiteModel(device="gpu")` (the
+LiteRT GPU accelerator, WebGPU in the pip wheel), which imports no TensorFlow; it
+is requested WITHOUT CPU fallback, so a file that only partly runs on the GPU is
+reported as such instead of being timed on the CPU under a GPU label.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -21,19 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-_REASON_PATTERNS = (r"No adapters found", r"Failed to initialize", r"could not be (dynamically )?loaded", r"ERROR")
-
-
-def _reason_from_log(log: str, fallback: str) -> str:
-    """The most telling lines of the accelerator's log, for an `unavailable` row."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    for pattern in _REASON_PATTERNS:
-        hits = [line for line in lines if re.search(pattern, line) and "Source Location" not in line]
-        hits = [re.sub(r"^[EWI]\d{4} [\d:.]+\s+\d+\s+", "", line) for line in hits]
-        if hits:
-            return "; ".join(dict.fromkeys(hits[:2]))[:400]
-    return fallback[:400]
-
+from inference.runtime import accelerator_reason
 
 def run_on_gpu(tflite_path: str | Path, *, warmup: int = 3, runs: int = 10, timeout_s: float = 600) -> dict[str, Any]:
     """Loads `tflite_path` on the LiteRT GPU accelerator and times it, in a child process.
@@ -43,7 +30,8 @@ def run_on_gpu(tflite_path: str | Path, *, warmup: int = 3, runs: int = 10, time
         {"available": False, "reason": "..."} when no GPU accelerator loaded (or the file is not fully
         accelerated), with the reason taken from LiteRT's log.
     """
-    command = [sys.executable, str(Path(__file__).resolve()), str(tflite_path), "--warmup", str(warmup)]
+    # `-m`: the child imports `inference.runtime` and `benchmarks.memory` through the editable install.
+    command = [sys.executable, "-m", "benchmarks.gpu", str(tflite_path), "--warmup", str(warmup)]
     command += ["--runs", str(runs)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
@@ -52,12 +40,13 @@ def run_on_gpu(tflite_path: str | Path, *, warmup: int = 3, runs: int = 10, time
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if lines:
         result = json.loads(lines[-1])
-        if not result.get("available"):
-            result["reason"] = _reason_from_log(done.stderr, result.get("reason", "unknown"))
+        if not result.get("available") and not result.get("reason"):
+            # The child's reason already comes from the accelerator's log; this is a safety net.
+            result["reason"] = accelerator_reason(done.stderr, "unknown")
         return result
     return {
         "available": False,
-        "reason": _reason_from_log(done.stderr, f"GPU child process exited with status {done.returncode}"),
+        "reason": accelerator_reason(done.stderr, f"GPU child process exited with status {done.returncode}"),
     }
 
 
@@ -93,35 +82,22 @@ def _child(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
-    from ai_edge_litert.compiled_model import CompiledModel
-    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-    from memory import peak_rss_kb  # run as a script: benchmarks/ is sys.path[0]; stdlib-only imports
+
+    from benchmarks.memory import peak_rss_kb
+    from inference.runtime import GpuUnavailable, TFLiteModel
 
     try:
-        model = CompiledModel.from_file(str(args.tflite), hardware_accel=HardwareAccelerator.GPU)
-    except Exception as error:  # LiteRT raises RuntimeError with a terse message; the log says more
-        print(json.dumps({"available": False, "reason": f"{type(error).__name__}: {error}"}), flush=True)
+        model = TFLiteModel(str(args.tflite), device="gpu")
+    except GpuUnavailable as error:  # the parent turns this into an `unavailable` row
+        print(json.dumps({"available": False, "reason": error.reason}), flush=True)
         return 0
-    if not model.is_fully_accelerated():
-        print(json.dumps({"available": False, "reason": "not every op of the model runs on the GPU accelerator"}))
-        return 0
-    signature = list(model.get_signature_list())[0] if model.get_signature_list() else "serving_default"
-    index = model.get_signature_index(signature)
-    inputs = model.create_input_buffers(index)
-    outputs = model.create_output_buffers(index)
-    rng = np.random.default_rng(0)
-    for buffer, (name, detail) in zip(inputs, model.get_input_tensor_details(signature).items()):
-        shape = tuple(int(d) for d in detail.get("shape", [1]))
-        dtype = np.dtype(str(detail.get("dtype", "float32")))
-        value = rng.uniform(-1, 1, shape) if np.issubdtype(dtype, np.floating) else rng.integers(-128, 128, shape)
-        buffer.write(value.astype(dtype))
+    model.set_random_inputs(seed=0)
     for _ in range(args.warmup):
-        model.run_by_index(index, inputs, outputs)
+        model.invoke()
     times = []
     for _ in range(args.runs):
         start = time.perf_counter()
-        model.run_by_index(index, inputs, outputs)
-        outputs[0].read(1, np.float32)  # waits for the GPU to finish
+        model.invoke()  # waits for the GPU to finish
         times.append(time.perf_counter() - start)
     ms = np.asarray(times) * 1000.0
     result = {

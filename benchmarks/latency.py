@@ -1,9 +1,9 @@
 """Latency of `.tflite` files in LiteRT: warm-up, then repeated timed runs, interleaved across files.
 
-On CPU the classic `ai_edge_litert.interpreter.Interpreter` is used; it applies the
-XNNPACK delegate by default (it logs "Created TensorFlow Lite XNNPACK delegate for
-CPU") and hands `num_threads` to it. On a noisy, shared machine a fair comparison
-times the files round-robin: run i of every file is taken before run i+1 of any,
+Models run on the CPU through `inference.runtime.TFLiteModel`: the classic LiteRT
+interpreter, which applies the XNNPACK delegate by default (it logs "Created
+TensorFlow Lite XNNPACK delegate for CPU") and hands `threads` to it. On a noisy,
+shared machine a fair comparison times the files round-robin: run i of every file is taken before run i+1 of any,
 and the order rotates each round, so a burst of load from another process falls on
 all files alike instead of on whichever happened to be measured then.
 """
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Hashable, Mapping
 
 import numpy as np
+
+from inference.runtime import TFLiteModel
 
 
 @dataclass(frozen=True)
@@ -42,34 +44,17 @@ class LatencyStats:
         )
 
 
-def random_input(shape: tuple[int, ...], dtype: np.dtype, seed: int = 0) -> np.ndarray:
-    """A random tensor of `shape` and `dtype`: floats in [-1, 1], integers over their int8-sized range."""
-    rng = np.random.default_rng(seed)
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.floating):
-        return rng.uniform(-1.0, 1.0, shape).astype(dtype)
-    info = np.iinfo(dtype)
-    return rng.integers(max(info.min, -128), min(info.max, 127) + 1, shape).astype(dtype)
-
-
 class CpuRunner:
-    """One `.tflite` model loaded in the LiteRT interpreter (XNNPACK) with a random input set."""
+    """One `.tflite` model loaded on the CPU (`inference.runtime`: LiteRT, XNNPACK) with a random input set."""
 
     def __init__(self, tflite: bytes, threads: int) -> None:
-        if int(threads) < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_content=bytes(tflite), num_threads=int(threads))
-        self.interpreter.allocate_tensors()
-        for detail in self.interpreter.get_input_details():
-            shape = tuple(int(d) for d in detail["shape"])
-            self.interpreter.set_tensor(detail["index"], random_input(shape, detail["dtype"]))
+        self.model = TFLiteModel(bytes(tflite), device="cpu", threads=threads)
+        self.model.set_random_inputs(seed=0)
 
     def run(self) -> float:
         """Runs once; returns the wall-clock seconds of `invoke()`."""
         start = time.perf_counter()
-        self.interpreter.invoke()
+        self.model.invoke()
         return time.perf_counter() - start
 
 

@@ -1,15 +1,16 @@
 """Peak memory of running one `.tflite` file on CPU, measured in a fresh child process.
 
-Run as a script (it imports only numpy and ai_edge_litert, never TensorFlow):
+Run as a module (it imports only numpy, ai_edge_litert and `inference.runtime`,
+never TensorFlow):
 
-    python benchmarks/memory.py FILE.tflite --threads 2 --runs 3
+    python -m benchmarks.memory FILE.tflite --threads 2 --runs 3
 
 It prints one JSON line: `baseline_kb` (peak resident set after the imports) and
 `peak_kb` (peak resident set after reading the file, loading it and running it
 `runs` times), both VmHWM of /proc/self/status (ru_maxrss where there is no /proc).
 The model's share is `peak_kb - baseline_kb`: VmHWM is a high-water mark, so that
-is what the file's bytes, the interpreter, its tensor arena and XNNPACK's packed
-weights added on top of the bare runtime.
+is what the file's bytes, the interpreter (`inference.runtime.TFLiteModel` on the
+CPU), its tensor arena and XNNPACK's packed weights added on top of the bare runtime.
 
 Why not ru_maxrss: Linux carries it across exec, so a child forked from the
 benchmark's TensorFlow process starts at the parent's (1+ GB) peak; and the
@@ -54,7 +55,8 @@ def measure_memory(tflite_path: str | Path, threads: int, *, runs: int = 3, time
     Raises:
         RuntimeError: the child failed (its stderr tail is in the message).
     """
-    command = [sys.executable, str(Path(__file__).resolve()), str(tflite_path), "--threads", str(threads)]
+    # `-m`: the child imports `inference.runtime` through the editable install, like any module.
+    command = [sys.executable, "-m", "benchmarks.memory", str(tflite_path), "--threads", str(threads)]
     command += ["--runs", str(runs)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -74,24 +76,15 @@ def _child(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs after loading")
     args = parser.parse_args(argv)
 
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
+    from inference.runtime import TFLiteModel, import_runtime
 
+    import_runtime("cpu")  # the bare runtime belongs to the baseline, not to the model
     baseline = peak_rss_kb()
     data = Path(args.tflite).read_bytes()
-    interpreter = Interpreter(model_content=data, num_threads=args.threads)
-    interpreter.allocate_tensors()
-    rng = np.random.default_rng(0)
-    for detail in interpreter.get_input_details():
-        dtype = np.dtype(detail["dtype"])
-        shape = tuple(int(d) for d in detail["shape"])
-        if np.issubdtype(dtype, np.floating):
-            value = rng.uniform(-1, 1, shape).astype(dtype)
-        else:
-            value = rng.integers(-128, 128, shape).astype(dtype)
-        interpreter.set_tensor(detail["index"], value)
+    model = TFLiteModel(data, device="cpu", threads=args.threads)
+    model.set_random_inputs(seed=0)
     for _ in range(args.runs):
-        interpreter.invoke()
+        model.invoke()
     print(json.dumps({"baseline_kb": baseline, "peak_kb": peak_rss_kb()}), flush=True)
     return 0
 

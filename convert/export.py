@@ -168,27 +168,16 @@ def eval_images(data: str, split: str, size: tuple[int, int], normalization: dic
 
 
 def run_tflite(tflite: bytes, images: list[np.ndarray]) -> list[np.ndarray]:
-    """Runs a batch-1 `.tflite` on each image with LiteRT; returns the raw outputs."""
-    from ai_edge_litert.interpreter import Interpreter
+    """Runs a batch-1 `.tflite` on each image with LiteRT on the CPU.
 
-    interpreter = Interpreter(model_content=tflite)
-    interpreter.allocate_tensors()
-    source = interpreter.get_input_details()[0]
-    target = interpreter.get_output_details()[0]
-    outputs = []
-    for image in images:
-        x = image[None].astype(np.float32)
-        if source["dtype"] != np.float32:
-            scale, zero = source["quantization"]
-            x = np.clip(np.round(x / scale + zero), -128, 127).astype(source["dtype"])
-        interpreter.set_tensor(source["index"], x)
-        interpreter.invoke()
-        y = interpreter.get_tensor(target["index"])[0]
-        if target["dtype"] == np.int8:
-            scale, zero = target["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        outputs.append(y)
-    return outputs
+    Returns:
+        One output per image, without the batch dimension: float32 logits (dequantised
+        when the file has int8 outputs), or the uint8 label map of a `labels` export.
+    """
+    from inference.runtime import TFLiteModel
+
+    model = TFLiteModel(tflite)
+    return [model.run(image[None])[0] for image in images]
 
 
 def parity(model: keras.Model, tflite: bytes, images: list[np.ndarray], output: str) -> dict[str, Any]:

@@ -1,9 +1,12 @@
-"""The model description inside a `.tflite` file's metadata, as JSON.
+"""Writing the model description into a `.tflite` file's metadata, as JSON.
 
 The flatbuffer schema has a `metadata` list of (name, buffer) pairs; we add one
 entry named `METADATA_NAME` whose buffer is the UTF-8 JSON description (model
 name, classes, label names, input normalisation, input size, output kind,
 precision). Apps and `training/evaluate.py` read it instead of asking the user.
+
+The reader lives in `inference.description` (it needs no TensorFlow, and `training`
+must not import `convert`); `read_metadata` and `METADATA_NAME` are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any
 from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.tools import flatbuffer_utils
 
-METADATA_NAME = "ksac_zoo_description"
+from inference.description import METADATA_NAME, read_metadata
+
+__all__ = ["METADATA_NAME", "add_metadata", "read_metadata", "with_metadata"]
 
 
 def _load(model: str | bytes | bytearray) -> schema_fb.ModelT:
@@ -53,16 +58,3 @@ def add_metadata(tflite: bytes, description: dict[str, Any]) -> bytes:
 def _name(entry: schema_fb.MetadataT) -> str:
     name = entry.name
     return name.decode() if isinstance(name, bytes) else str(name)
-
-
-def read_metadata(model: str | bytes | bytearray | schema_fb.ModelT) -> dict[str, Any]:
-    """The description stored in a `.tflite` file (path or bytes); ValueError if it has none."""
-    parsed = model if isinstance(model, schema_fb.ModelT) else _load(model)
-    for entry in parsed.metadata or []:
-        if _name(entry) == METADATA_NAME:
-            return json.loads(bytes(parsed.buffers[entry.buffer].data).decode("utf-8"))
-    where = model if isinstance(model, str) else "this TFLite model"
-    raise ValueError(
-        f"{where} has no {METADATA_NAME!r} metadata; export it with convert/to_tflite.py so that it carries "
-        "its classes, input size and normalisation"
-    )

@@ -12,9 +12,11 @@ BatchNorms is exactly the arithmetic of every exported branch.
 - the shared kernel once: per-axis (output channel), symmetric, narrow range [-127, 127];
 - each rate's ReLU output (one moving-average quantizer per rate);
 - every partial sum of the branches but the last (one per int8 ADD);
-- the layer's output, the last sum (tfmot's Concatenate transform turns this one off
-  when the pyramid feeds a concat, as the converter gives a concat's inputs the
-  concat's scale).
+- the layer's output, the last sum. It stays on when the pyramid feeds a Concatenate:
+  `quantize/annotate.py` (`OrderKeepingLayoutTransform`) drops tfmot's Concatenate
+  transforms, which would turn it off but reorder the concat's inputs; the
+  Concatenate then quantizes its own output too, and since the converter gives a
+  concat's inputs the concat's scale, the file differs by one extra, finer rounding.
 
 A QuantizeConfig can only swap attributes of the layer it wraps, and the zoo's
 `SharedAtrousConv2D.call` applies `tf.nn.relu` inline; so for QAT the layer is

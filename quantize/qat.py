@@ -26,7 +26,7 @@ from typing import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from training.config import QATExperimentConfig, get  # noqa: E402  (after the environment variable above)
+from training.config import QATExperimentConfig, add_loop_flags, document_defaults  # noqa: E402  (after the environment variable above)
 
 # argparse dest -> the config field (training.config.QATExperimentConfig) the flag sets; a flag
 # left out (None) takes its value from --config, else from the trained model, else the defaults.
@@ -52,7 +52,6 @@ FLAGS = {
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    defaults = QATExperimentConfig()
     p = argparse.ArgumentParser(
         prog="python quantize/qat.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -76,18 +75,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calibration-steps", type=int, metavar="N",
                    help="calibration images: they set the QAT quantizers' initial ranges (instead of tfmot's "
                    "[-6, 6]) and, in the int8 export, the ranges of tensors no QAT quantizer covers")
-    p.add_argument("--log-every", type=int, help="steps between progress lines / qat_log.csv rows")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints; the last step is always saved")
-    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"), help="tf.distribute strategy, as in training/train.py")
-    p.add_argument("--cpu-replicas", type=int, help="split the CPU into N logical devices (a testing aid)")
-    p.add_argument("--no-data-check", dest="data_check", action="store_const", const=False, help="skip decoding every training sample up front")
-    # The defaults live in training/config.py only; show them in --help from there.
-    for action in p._actions:
-        if action.dest in FLAGS and action.dest != "data_check":
-            default = get(defaults, FLAGS[action.dest])
-            if default is not None and "(none:" not in action.help:
-                action.help += f" (default: {default})"
-            action.help += f" [{FLAGS[action.dest]}]"
+    add_loop_flags(p, "qat_log.csv")
+    document_defaults(p, FLAGS, QATExperimentConfig())
     args = p.parse_args(argv)
     for name in ("steps", "batch_size", "crop_size", "calibration_steps", "log_every", "checkpoint_every"):
         value = getattr(args, name)

@@ -6,12 +6,141 @@ ones fill in at the end instead of one long test running alone. Tests that share
 an expensive module fixture carry an `xdist_group` mark, which `--dist loadgroup`
 keeps on one worker, in order, so the fixture is built once.
 `pytest -m "not slow"` runs the quick tests only.
+
+Shared fixtures (test modules never import one another; what several need is here):
+`make_tiny_model`, `make_tiny_export_model` (factories of fresh tiny models), `tiny_ksac` (one
+read-only tiny model for the session), `save_tiny_model` (a tiny model saved as .keras),
+`one_conv_tflite` (a one-convolution .tflite) and `run_core_tests` (the Android demo's Java core tests).
 """
 
 from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: slow first, order kept
+
+
+# ---------------------------------------------------------------- shared fixtures
+#
+# Test modules do not import each other: what several of them need lives here.
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The tiny model of the suite: MobileNetV2 at width 0.35, 16 head filters, 65x65 input.
+TINY_MODEL = dict(input_size=65, width=0.35, head_filters=16)
+
+
+def _tiny_model(name: str = "mobilenetv2_ksac", *, seed: int = 0, random_bn: bool = False, **overrides: Any) -> Any:
+    import tf_keras as keras
+
+    from zoo import build_model
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(name, **{**TINY_MODEL, **overrides})
+    if random_bn:
+        from benchmarks.models import randomize_batchnorm
+
+        randomize_batchnorm(model, seed)
+    return model
+
+
+@pytest.fixture(scope="session")
+def make_tiny_model() -> Callable[..., Any]:
+    """Factory of fresh, untrained tiny models: `make_tiny_model(name="mobilenetv2_ksac", *, seed=0, **overrides)`.
+
+    Seeds TensorFlow/NumPy/Python with `seed`, then `zoo.build_model(name, input_size=65, width=0.35,
+    head_filters=16, **overrides)`; BatchNorm statistics as built (mean 0, variance 1). Every call
+    builds a new model, so a test may change it.
+    """
+    return _tiny_model
+
+
+@pytest.fixture(scope="session")
+def make_tiny_export_model() -> Callable[..., Any]:
+    """Like `make_tiny_model`, plus `benchmarks.models.randomize_batchnorm(model, seed)`: BatchNorm
+    statistics shaped like a trained model's, which int8 calibration and the exporter's checks need.
+    """
+    return functools.partial(_tiny_model, random_bn=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_ksac(make_tiny_export_model: Callable[..., Any]) -> Any:
+    """ONE tiny mobilenetv2_ksac (seed 0, randomized BatchNorm) shared by the session: read it, never change it."""
+    return make_tiny_export_model("mobilenetv2_ksac")
+
+
+@pytest.fixture(scope="session")
+def save_tiny_model(make_tiny_export_model: Callable[..., Any]) -> Callable[..., Any]:
+    """Factory: `save_tiny_model(path, name="mobilenetv2_ksac", *, data=None, **overrides)` saves a fresh
+    `make_tiny_export_model(name, **overrides)` to `path` (.keras) and returns the model. With `data`,
+    the description records it first (`zoo.update_description(model, data=data)`), as train.py does.
+    """
+
+    def save(path: str | os.PathLike[str], name: str = "mobilenetv2_ksac", *, data: str | None = None, **overrides: Any) -> Any:
+        import zoo
+
+        model = make_tiny_export_model(name, **overrides)
+        if data is not None:
+            zoo.update_description(model, data=data)
+        model.save(os.fspath(path))
+        return model
+
+    return save
+
+
+@pytest.fixture(scope="session")
+def one_conv_tflite() -> bytes:
+    """A one-convolution .tflite (float 1x9x9x3 input, 2 output channels) without metadata; fast to make."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    inputs = keras.Input((9, 9, 3), batch_size=1)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+# ---------------------------------------------------------------- the Android demo's Java core
+
+RUN_CORE_TESTS = ROOT / "android_demo" / "core" / "run_tests.sh"
+JUNIT_JAR = Path(os.environ.get("JUNIT_JAR", "/usr/share/java/junit4.jar"))
+
+
+def java_prerequisites() -> str | None:
+    """Why the Java tests cannot run here, or None."""
+    for tool in ("javac", "java", "bash"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found on PATH (install a JDK)"
+    if not JUNIT_JAR.is_file():
+        return f"JUnit jar not found at {JUNIT_JAR} (apt-get install junit4, or set JUNIT_JAR)"
+    return None
+
+
+def _run_core_tests(build_dir: Path, *classes: str, golden_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    reason = java_prerequisites()
+    if reason is not None:
+        print(f"SKIP Java core tests: {reason}")
+        pytest.skip(reason)
+    env = dict(os.environ, BUILD_DIR=str(build_dir), JUNIT_JAR=str(JUNIT_JAR))
+    env.pop("GOLDEN_DIR", None)
+    if golden_dir is not None:
+        env["GOLDEN_DIR"] = str(golden_dir)
+    return subprocess.run(["bash", str(RUN_CORE_TESTS), *classes], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def run_core_tests() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`run_core_tests(build_dir, *classes, golden_dir=None)`: compiles android_demo/core and runs its JUnit 4
+    tests (all, or the named classes) with android_demo/core/run_tests.sh into `build_dir`; GOLDEN_DIR is
+    `golden_dir` when given. Skips the calling test, saying why, where javac/java or the JUnit jar
+    (Debian package junit4) is missing.
+    """
+    return _run_core_tests

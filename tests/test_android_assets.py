@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from android_demo import model_files, prepare_assets
 
-from android_demo import model_files, prepare_assets  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DESCRIPTION = {
     "name": "mobilenetv2_ksac",
@@ -28,21 +26,10 @@ DESCRIPTION = {
 
 
 @pytest.fixture(scope="module")
-def plain_tflite(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A one-convolution .tflite without metadata (fast to make)."""
-    import tensorflow as tf
-    import tf_keras as keras
-
-    inputs = keras.Input((9, 9, 3), batch_size=1)
-    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-
-
-@pytest.fixture(scope="module")
-def with_metadata(plain_tflite: bytes) -> bytes:
+def with_metadata(one_conv_tflite: bytes) -> bytes:
     from convert.metadata import add_metadata
 
-    return add_metadata(plain_tflite, DESCRIPTION)
+    return add_metadata(one_conv_tflite, DESCRIPTION)
 
 
 def test_copies_model_and_writes_metadata(with_metadata: bytes, tmp_path: Path) -> None:
@@ -55,14 +42,14 @@ def test_copies_model_and_writes_metadata(with_metadata: bytes, tmp_path: Path) 
     assert json.loads((assets / "model.json").read_text()) == DESCRIPTION
 
 
-def test_clear_errors(plain_tflite: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_clear_errors(one_conv_tflite: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assets = tmp_path / "assets"
     assert prepare_assets.main(["--model", str(tmp_path / "nope.tflite"), "--assets", str(assets)]) == 2
     err = capsys.readouterr().err
     assert "model file not found" in err and "nope.tflite" in err
 
     bare = tmp_path / "bare.tflite"
-    bare.write_bytes(plain_tflite)
+    bare.write_bytes(one_conv_tflite)
     assert prepare_assets.main(["--model", str(bare), "--assets", str(assets)]) == 2
     err = capsys.readouterr().err
     assert "bare.tflite" in err and "metadata" in err

@@ -10,10 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks import android  # noqa: E402
+from benchmarks import android
 
 # The documented output of TFLite's benchmark_model (tensorflow/lite/tools/benchmark), as printed on stdout.
 DOCUMENTED = """\
@@ -114,16 +111,10 @@ elif "shell" in args and "benchmark_model" in " ".join(args) and "--graph" in " 
 
 
 @pytest.fixture(scope="module")
-def tiny_tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_tflite(one_conv_tflite: bytes, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-convolution .tflite carrying the project's metadata (fast to make)."""
-    import tensorflow as tf
-    import tf_keras as keras
-
     from convert.metadata import add_metadata
 
-    inputs = keras.Input((9, 9, 3), batch_size=1)
-    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
-    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     description = {
         "name": "mobilenetv2_ksac",
         "input_size": [9, 9],
@@ -135,7 +126,7 @@ def tiny_tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "precision": "int8",
     }
     path = tmp_path_factory.mktemp("model") / "model_int8.tflite"
-    path.write_bytes(add_metadata(data, description))
+    path.write_bytes(add_metadata(one_conv_tflite, description))
     return path
 
 

@@ -7,18 +7,12 @@ GoldenTest recomputes the input from the image and the labels from the logits an
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from android_demo import make_golden, reference  # noqa: E402
-from test_android_core import run_core_tests  # noqa: E402
+from android_demo import make_golden, reference
 
 # `--dist loadgroup` runs this module on one worker: the int8 export fixture is built once.
 pytestmark = pytest.mark.xdist_group("golden_int8")
@@ -34,7 +28,8 @@ def int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_golden_int8_matches_java_core(int8_model: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_golden_int8_matches_java_core(int8_model: Path, run_core_tests, tmp_path: Path) -> None:
     out = tmp_path / "golden"
     assert make_golden.main(["--model", str(int8_model), "--out", str(out)]) == 0
     manifest = json.loads((out / "golden.json").read_text())

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 FLAGS = ("--quick", "--models", "--precisions", "--threads", "--input-size", "--output-stride", "--device",
          "--trained", "--out", "--json")  # fmt: skip

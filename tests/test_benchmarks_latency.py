@@ -1,35 +1,28 @@
 """The latency and memory harness on a tiny model, and the CPU peak's arithmetic."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-# `--dist loadgroup` runs this module on one worker: the converted tiny model is built once.
+# `--dist loadgroup` runs this module on one worker: the converted tiny model is built once
+# (a minute of TFLite conversion on a busy 2-core CPU: the tests that use it are slow).
 pytestmark = pytest.mark.xdist_group("tiny_tflite")
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 @pytest.fixture(scope="module")
-def tiny_tflite() -> bytes:
+def tiny_tflite(tiny_ksac) -> bytes:
     """A tiny KSAC model converted with plain TFLiteConverter (the harness is under test, not the exporter)."""
     import tensorflow as tf
 
-    from benchmarks.models import benchmark_model
-
-    model = benchmark_model("mobilenetv2_ksac", 65, overrides=dict(width=0.35, head_filters=16))
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    return tf.lite.TFLiteConverter.from_keras_model(tiny_ksac).convert()
 
 
-def test_randomize_batchnorm_is_seeded_and_positive():
+def test_randomize_batchnorm_is_seeded_and_positive(make_tiny_model):
     import tf_keras as keras
 
     from benchmarks.models import randomize_batchnorm
-    from zoo import SharedAtrousConv2D, build_model
+    from zoo import SharedAtrousConv2D
 
-    model = build_model("mobilenetv2_ksac", input_size=65, width=0.35, head_filters=16)
+    model = make_tiny_model("mobilenetv2_ksac")
     pyramid = next(layer for layer in model.layers if isinstance(layer, SharedAtrousConv2D))
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     layers += pyramid.batch_norms  # KSAC's per-rate BatchNorms live inside the shared layer
@@ -45,6 +38,7 @@ def test_randomize_batchnorm_is_seeded_and_positive():
     assert variances.min() >= 0.5 and variances.max() <= 2.0
 
 
+@pytest.mark.slow
 def test_measure_latency_on_tiny_model(tiny_tflite):
     from benchmarks.latency import measure_latency
 
@@ -54,6 +48,7 @@ def test_measure_latency_on_tiny_model(tiny_tflite):
     assert stats.mean_ms > 0
 
 
+@pytest.mark.slow
 def test_measure_interleaved_times_every_model(tiny_tflite):
     from benchmarks.latency import measure_interleaved
 
@@ -62,15 +57,16 @@ def test_measure_interleaved_times_every_model(tiny_tflite):
     assert all(s.runs == 3 for s in stats.values())
 
 
-def test_latency_rejects_bad_counts(tiny_tflite):
+def test_latency_rejects_bad_counts(one_conv_tflite):
     from benchmarks.latency import measure_latency
 
     with pytest.raises(ValueError, match="runs"):
-        measure_latency(tiny_tflite, threads=1, runs=0)
+        measure_latency(one_conv_tflite, threads=1, runs=0)
     with pytest.raises(ValueError, match="threads"):
-        measure_latency(tiny_tflite, threads=0)
+        measure_latency(one_conv_tflite, threads=0)
 
 
+@pytest.mark.slow
 def test_memory_in_child_process(tiny_tflite, tmp_path):
     from benchmarks.memory import measure_memory
 

@@ -1,14 +1,9 @@
 """Benchmark rows: the schema, the ratios of issue 6, the Markdown table and the plots."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.report import markdown_table, plots, summary_ratios  # noqa: E402
-from benchmarks.rows import FIELDS, REQUIRED_FIELDS, check_row, check_rows, new_row  # noqa: E402
+from benchmarks.report import markdown_table, plots, summary_ratios
+from benchmarks.rows import FIELDS, REQUIRED_FIELDS, check_row, check_rows, new_row
 
 
 def _row(**changes):

@@ -21,13 +21,6 @@ SIZE = 65
 FAST = dict(calibration_steps=4, parity_images=2)
 
 
-def small_model(name, seed=0, **overrides):
-    keras.utils.set_random_seed(seed)
-    model = build_model(name, input_size=SIZE, width=0.35, head_filters=16, **overrides)
-    randomize_batchnorm(model, seed)
-    return model
-
-
 def no_space_to_batch(report):
     """Native dilated convs: CONV_2D ops present (a report without ops proves nothing), no SPACE_TO_BATCH_ND."""
     assert report["ops"].get("CONV_2D", 0) > 0, report["ops"]
@@ -36,8 +29,8 @@ def no_space_to_batch(report):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobilenetv2_ksac", "mobilenetv2_aspp", "xception65_ksac", "xception65_aspp"])
-def test_fp32_export_rules_and_parity(name):
-    report = export_tflite(small_model(name), "fp32", **FAST).report
+def test_fp32_export_rules_and_parity(make_tiny_export_model, name):
+    report = export_tflite(make_tiny_export_model(name), "fp32", **FAST).report
     assert no_space_to_batch(report)
     assert report["argmax_agreement"] >= 0.999 and report["max_abs_diff"] < 1e-3
     if name.endswith("ksac"):
@@ -50,8 +43,8 @@ def test_fp32_export_rules_and_parity(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, precision", [("mobilenetv2_ksac", "int8"), ("xception65_ksac", "int8"),
                                              ("mobilenetv2_ksac", "fp16")])  # fmt: skip
-def test_quantized_ksac_reads_one_kernel_buffer(name, precision):
-    result = export_tflite(small_model(name), precision, **FAST)
+def test_quantized_ksac_reads_one_kernel_buffer(make_tiny_export_model, name, precision):
+    result = export_tflite(make_tiny_export_model(name), precision, **FAST)
     assert result.report["shared_kernel_buffers"] == 1
     assert no_space_to_batch(result.report)
     if precision == "int8":
@@ -65,9 +58,9 @@ def test_quantized_ksac_reads_one_kernel_buffer(name, precision):
 
 
 @pytest.mark.slow
-def test_rate_branches_keep_their_own_int8_scales():
+def test_rate_branches_keep_their_own_int8_scales(make_tiny_export_model):
     rates = [1, 6, 12, 18, 24]
-    result = export_tflite(small_model("mobilenetv2_ksac", rates=rates), "int8", **FAST)
+    result = export_tflite(make_tiny_export_model("mobilenetv2_ksac", rates=rates), "int8", **FAST)
     flatbuffer = load_model(result.tflite)
     graph = flatbuffer.subgraphs[0]
     filters = [graph.tensors[op.inputs[1]] for op in pyramid_convs(flatbuffer, rates)]
@@ -78,8 +71,8 @@ def test_rate_branches_keep_their_own_int8_scales():
 
 
 @pytest.mark.slow
-def test_negative_batchnorm_scales_keep_the_kernel_shared():
-    model = small_model("mobilenetv2_ksac")
+def test_negative_batchnorm_scales_keep_the_kernel_shared(make_tiny_export_model):
+    model = make_tiny_export_model("mobilenetv2_ksac")
     pyramid = model.get_layer("head_ksac")
     for bn in pyramid.batch_norms:
         gamma = bn.gamma.numpy()
@@ -94,8 +87,8 @@ def test_negative_batchnorm_scales_keep_the_kernel_shared():
 
 
 @pytest.mark.slow
-def test_metadata_round_trip_and_labels_output():
-    model = small_model("mobilenetv2_ksac", num_classes=5, label_names=["bg", "a", "b", "c", "d"])
+def test_metadata_round_trip_and_labels_output(make_tiny_export_model):
+    model = make_tiny_export_model("mobilenetv2_ksac", num_classes=5, label_names=["bg", "a", "b", "c", "d"])
     logits = export_tflite(model, "fp32", **FAST)
     labels = export_tflite(model, "fp32", output="labels", **FAST)
     meta = read_metadata(labels.tflite)
@@ -111,8 +104,8 @@ def test_metadata_round_trip_and_labels_output():
 
 
 @pytest.mark.slow
-def test_export_at_another_input_size():
-    result = export_tflite(small_model("mobilenetv2_ksac"), "fp32", input_size=97, **FAST)
+def test_export_at_another_input_size(make_tiny_export_model):
+    result = export_tflite(make_tiny_export_model("mobilenetv2_ksac"), "fp32", input_size=97, **FAST)
     assert read_metadata(result.tflite)["input_size"] == [97, 97]
     assert result.report["argmax_agreement"] >= 0.999
 
@@ -130,8 +123,8 @@ def test_full_size_ksac_file_is_at_most_70_percent_of_aspp():
         assert sizes["mobilenetv2_ksac", precision] / sizes["mobilenetv2_aspp", precision] <= 0.70
 
 
-def test_bad_options_are_rejected():
-    model = small_model("mobilenetv2_ksac")
+def test_bad_options_are_rejected(tiny_ksac):
+    model = tiny_ksac
     with pytest.raises(ExportError, match="precision"):
         export_tflite(model, "int4")
     with pytest.raises(ExportError, match="output"):
@@ -144,14 +137,15 @@ def to_tflite(*args, cwd=ROOT):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+def trained_run(tmp_path_factory, save_tiny_model):
     """A run folder as train.py leaves it: runs/latest/model.keras."""
     root = tmp_path_factory.mktemp("project")
     os.makedirs(root / "runs" / "latest")
-    small_model("mobilenetv2_ksac").save(str(root / "runs" / "latest" / "model.keras"))
+    save_tiny_model(root / "runs" / "latest" / "model.keras")
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("convert_trained_run")  # one worker builds the trained_run fixture once
 def test_cli_default_model_path_json_and_inspect(trained_run):
     result = to_tflite("--calibration-steps", "2", "--parity-images", "1", "--json", "report.json", "--int8",
@@ -171,6 +165,7 @@ def test_cli_default_model_path_json_and_inspect(trained_run):
     assert "mobilenetv2_ksac" in shown.stdout and "CONV_2D" in shown.stdout and "weight buffers" in shown.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("convert_trained_run")  # one worker builds the trained_run fixture once
 def test_cli_compare_naive(trained_run):
     result = to_tflite("--compare-naive", "--parity-images", "1", "--out", "naive_cmp.tflite", "--json", "cmp.json",
@@ -182,6 +177,7 @@ def test_cli_compare_naive(trained_run):
     assert "naive" in result.stdout
 
 
+@pytest.mark.slow  # four subprocesses that each load TensorFlow
 @pytest.mark.xdist_group("convert_trained_run")  # one worker builds the trained_run fixture once
 def test_cli_errors(tmp_path, trained_run):
     missing = to_tflite("--model", str(tmp_path / "nope.keras"))

@@ -1,22 +1,12 @@
 """Activation ranges given to the int8 export (QAT's) replace the calibrated ones of the tensors they name."""
 
 import pytest
-import tf_keras as keras
 from tensorflow.lite.tools import flatbuffer_utils
 
-from benchmarks.models import randomize_batchnorm
 from convert.activation_ranges import range_key
 from convert.export import ExportError, export_tflite
-from zoo import build_model
 
 RATES = {"head_ksac": [6, 12, 18]}
-
-
-def small_model(name):
-    keras.utils.set_random_seed(0)
-    model = build_model(name, input_size=65, width=0.35, head_filters=16)
-    randomize_batchnorm(model, 0)
-    return model
 
 
 @pytest.mark.parametrize(
@@ -53,8 +43,8 @@ def find(scales, prefix):
 
 
 @pytest.mark.slow
-def test_given_ranges_replace_the_calibrated_ones():
-    model = small_model("mobilenetv2_ksac")
+def test_given_ranges_replace_the_calibrated_ones(make_tiny_export_model):
+    model = make_tiny_export_model("mobilenetv2_ksac")
     common = dict(calibration="synthetic", calibration_steps=4, parity_images=2)
     calibrated = export_tflite(model, "int8", **common)
     given = {"Conv1_relu": (0.0, 6.0), "head_ksac/rate12_relu": (0.0, 2.55), "head_ksac/partial_sum2": (0.0, 5.1)}
@@ -72,6 +62,6 @@ def test_given_ranges_replace_the_calibrated_ones():
     assert result.report["shared_kernel_buffers"] == 1 and result.report["argmax_agreement"] > 0.5
 
 
-def test_ranges_are_for_int8_only():
+def test_ranges_are_for_int8_only(tiny_ksac):
     with pytest.raises(ExportError, match="int8"):
-        export_tflite(small_model("mobilenetv2_ksac"), "fp32", activation_ranges={"input": (-1.0, 1.0)}, check_parity=False)
+        export_tflite(tiny_ksac, "fp32", activation_ranges={"input": (-1.0, 1.0)}, check_parity=False)

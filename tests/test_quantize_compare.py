@@ -1,32 +1,17 @@
 """quantize/compare.py end to end on a tiny model: fp32, int8 PTQ and int8 QAT rows from .tflite files."""
 
 import json
-import os
 
 import pytest
-import tf_keras as keras
 
-import zoo
-from benchmarks.models import randomize_batchnorm
 from convert.export import export_tflite
 from quantize import compare as compare_cli
 
-SIZE = 65
-
-
-def tiny_model_file(folder):
-    keras.utils.set_random_seed(0)
-    model = zoo.build_model("mobilenetv2_ksac", input_size=SIZE, width=0.35, head_filters=16)
-    randomize_batchnorm(model, 0)
-    zoo.update_description(model, data="synthetic")
-    path = os.path.join(folder, "model.keras")
-    model.save(path)
-    return model, path
-
 
 @pytest.mark.slow
-def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
-    model, path = tiny_model_file(str(tmp_path))
+def test_compare_end_to_end(save_tiny_model, tmp_path, capsys, monkeypatch):
+    path = str(tmp_path / "model.keras")
+    model = save_tiny_model(path, data="synthetic")
     # A QAT folder holding an int8 export, standing in for quantize/qat.py's (tested in test_quantize_qat.py).
     exports = {"int8": export_tflite(model, "int8", calibration="synthetic", calibration_steps=4, check_parity=False)}
     qat_dir = tmp_path / "qat"

@@ -96,3 +96,11 @@ def test_qat_flags_map_onto_its_config_sections():
 def test_unknown_section_is_an_error():
     with pytest.raises(ConfigError, match="unknown field 'modle'"):
         resolve(ExperimentConfig, {"modle": {}})
+
+
+def test_evaluate_takes_its_data_from_a_config_file(tmp_path, capsys):
+    from training import evaluate as evaluate_cli
+
+    missing = str(tmp_path / "nope.yaml")
+    assert evaluate_cli.main(["--model", str(tmp_path / "m.keras"), "--config", missing]) == 1
+    assert missing in capsys.readouterr().err

@@ -1,11 +1,17 @@
-"""The paper's augmentation keeps image and mask aligned and pads masks with 255; the eval transform."""
+"""The paper's augmentation keeps image and mask aligned and pads masks with 255; the eval transform
+is THE inference preprocessing (the app's pixels) plus the mask."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from android_demo import reference
+from inference import preprocess as inference_preprocess
 from training.preprocess import eval_inputs, normalize, train_augment
 
 NORM = {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]}
@@ -72,7 +78,60 @@ def test_eval_inputs_fit_pad_and_normalise():
     mask = np.ones((100, 50), np.uint8)
     x, m = eval_inputs(image, mask, (65, 65), NORM)
     assert x.shape == (65, 65, 3) and x.dtype == np.float32 and m.shape == (65, 65)
-    assert np.allclose(x[:65, :32], normalize(np.full((1, 1, 3), 200, np.uint8), NORM)[0, 0], atol=1e-5)  # fitted: 65 x 32.5
-    assert np.all(x[:, 34:] == 0) and np.all(m[:, 34:] == 255) and np.all(m[:, :32] == 1)
+    # Fitted: 65 x floor(32.5 + 0.5) = 65 x 33, at the top-left.
+    assert np.allclose(x[:65, :33], normalize(np.full((1, 1, 3), 200, np.uint8), NORM)[0, 0], atol=1e-6)
+    assert np.all(x[:, 33:] == 0) and np.all(m[:, 33:] == 255) and np.all(m[:, :33] == 1)
     x, m = eval_inputs(image, None, (129, 129), NORM)
     assert m is None and x.shape == (129, 129, 3)
+
+
+@pytest.mark.parametrize(
+    "image_hw, input_hw",
+    [((48, 80), (33, 33)), ((90, 37), (65, 49)), ((21, 34), (65, 65)), ((13, 29), (40, 97)), ((200, 120), (65, 80)), ((33, 20), (33, 40))],
+)
+def test_eval_inputs_image_is_the_apps_input(image_hw, input_hw):
+    """Evaluation sees exactly the pixels the phone feeds the model (shrinking and enlarging, non-square)."""
+    rng = np.random.RandomState(sum(image_hw))
+    image = rng.randint(0, 256, image_hw + (3,)).astype(np.uint8)
+    mask = rng.randint(0, 21, image_hw).astype(np.uint8)
+    norm = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
+    x, m = eval_inputs(image, mask, input_hw, norm)
+    expected, (h, w) = reference.preprocess(image, input_hw, norm)
+    assert x.dtype == np.float32 and x.tobytes() == expected[0].tobytes()
+    assert (h, w) == reference.letterbox_size(image_hw, input_hw)[:2]
+    assert np.all(m[h:] == 255) and np.all(m[:, w:] == 255) and np.all(m[:h, :w] < 21)
+    # The mask comes back to the image with the same nearest-neighbour rule the app uses for labels.
+    if (h, w) == image_hw:
+        assert np.array_equal(inference_preprocess.labels_for_image(m, (h, w), image_hw), mask)
+
+
+def test_eval_mask_stays_aligned_with_the_image():
+    image, mask = coded_sample(h=90, w=60, block=15)
+    x, m = eval_inputs(image, mask, (49, 65), NORM)
+    valid = m != 255
+    assert valid.sum() > 0.5 * m.size
+    assert (decode(x)[valid] == m[valid]).mean() > 0.9
+
+
+def test_preprocessing_contract_is_in_every_description_and_unknown_values_are_refused(make_tiny_model):
+    from inference.preprocess import INFERENCE_PREPROCESSING
+    from zoo import describe
+
+    assert describe(make_tiny_model("mobilenetv2_ksac"))["preprocessing"] == INFERENCE_PREPROCESSING
+    image = np.zeros((20, 30, 3), np.uint8)
+    default, _ = eval_inputs(image, None, (16, 16), NORM)
+    for ok in (None, {}, dict(INFERENCE_PREPROCESSING), {"pad": "mean"}):
+        assert eval_inputs(image, None, (16, 16), NORM, ok)[0].tobytes() == default.tobytes()
+    # Files exported before the key existed: the contract.
+    assert inference_preprocess.description_preprocessing({"num_classes": 21}) == INFERENCE_PREPROCESSING
+    with pytest.raises(ValueError, match="stretch"):
+        eval_inputs(image, None, (16, 16), NORM, {**INFERENCE_PREPROCESSING, "resize": "stretch"})
+    with pytest.raises(ValueError, match="area"):
+        inference_preprocess.description_preprocessing({"preprocessing": {"interpolation": "area"}})
+    with pytest.raises(ValueError, match="crop"):
+        inference_preprocess.preprocess(image, (16, 16), NORM, {"crop": "centre"})
+
+
+def test_inference_preprocess_does_not_import_tensorflow():
+    code = "import sys, inference.preprocess; sys.exit('tensorflow' in sys.modules or 'tf_keras' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def run_zoo(*args):
     return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, timeout=300)
@@ -15,6 +17,7 @@ def test_list_prints_names_one_a_line():
     assert result.stdout.split() == ["mobilenetv2_aspp", "mobilenetv2_ksac", "xception65_aspp", "xception65_ksac"]
 
 
+@pytest.mark.slow  # two full-size models in a subprocess that loads TensorFlow
 def test_summary_json_keys_and_values():
     result = run_zoo("summary", "mobilenetv2_ksac", "mobilenetv2_aspp", "--json", "--input-size", "257")
     assert result.returncode == 0, result.stderr
@@ -26,6 +29,7 @@ def test_summary_json_keys_and_values():
     assert rows[0]["params"] == 2_952_533 and rows[1]["params"] == 4_558_165
 
 
+@pytest.mark.slow  # three subprocesses that load TensorFlow
 def test_summary_rates_and_errors():
     wide = json.loads(run_zoo("summary", "mobilenetv2_ksac", "--json", "--rates", "1,6,12,18,24", "--input-size", "129").stdout)
     assert wide[0]["params"] == 2_952_533 + 2 * 4 * 256

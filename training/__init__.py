@@ -4,7 +4,7 @@ Modules (one job each):
 
 - `datasets`: `open_dataset(spec, split)` for `synthetic`, `voc:`, `sbd:`, `trainaug:`, `ade20k:`, `folder:`;
   `DatasetError`.
-- `synthetic`: the procedural 21-class dataset (shape x texture, random colours, 12x size range).
+- `synthetic`: the procedural 21-class dataset (colour family x shape, textured objects of radius 7 to 96 px, about 14x).
 - `preprocess`: `normalize`, `eval_inputs` (THE evaluation/calibration/parity transform), `train_augment`.
 - `pipeline`: the tf.data training stream, a pure function of (seed, step) so that resume is exact.
 - `losses`: cross-entropy ignoring 255, L2 weight decay.

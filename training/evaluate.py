@@ -7,22 +7,19 @@ Example:
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from typing import Any, Iterable, Sequence  # noqa: E402
+import time
+from typing import Any, Iterable, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from inference.preprocess import description_preprocessing  # noqa: E402
 from training.datasets import DatasetError, open_dataset  # noqa: E402
 from training.metrics import ConfusionMatrix  # noqa: E402
 from training.predictors import Predictor, load_predictor  # noqa: E402
@@ -124,12 +121,13 @@ def evaluate(
     if dataset.num_classes > num_classes:
         raise DatasetError(f"--data {spec} has {dataset.num_classes} classes but the model predicts {num_classes}")
     normalization = desc["normalization"]
+    preprocessing = description_preprocessing(desc)  # THE inference preprocessing; unknown values refused here
     size = predictor.input_size
     count = len(dataset) if limit is None else min(limit, len(dataset))
     cm = ConfusionMatrix(num_classes)
     start = time.time()
     samples = (dataset.load(i) for i in range(count))
-    prepared = (eval_inputs(image, mask, size, normalization) for image, mask in samples)
+    prepared = (eval_inputs(image, mask, size, normalization, preprocessing) for image, mask in samples)
     for batch in _batches(prepared, BATCH):
         images = np.stack([x for x, _ in batch])
         masks = np.stack([m for _, m in batch])
@@ -169,11 +167,13 @@ def format_report(result: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="training/evaluate.py",
-        description="Per-class IoU and mIoU of a .keras model or .tflite file. Images are fitted into the model's "
-        "input size (aspect kept) and padded, as in training/preprocess.eval_inputs.",
+        description="Per-class IoU and mIoU of a .keras model or .tflite file. Images get the app's preprocessing "
+        "(inference/preprocess.py: letterboxed into the model's input size, half-pixel bilinear, padded with the "
+        "mean), so the mIoU is the one the phone computes; masks are resized nearest and padded with 255.",
     )
     p.add_argument("--model", required=True, help="a .keras model (training/train.py) or a .tflite file (convert/to_tflite.py)")
-    p.add_argument("--data", help="dataset spec as in train.py; default: the data the model was trained on, else synthetic")
+    p.add_argument("--data", help="dataset spec as in train.py; default: --config's data.train, else the data the model was trained on, else synthetic")
+    p.add_argument("--config", metavar="FILE", help="an experiment config (e.g. the run's config.yaml or a configs/paper/ recipe): evaluate on its data.train spec's --split")
     p.add_argument("--split", default="val", choices=("train", "val"), help="split to evaluate")
     p.add_argument("--multi-scale", action="store_true", help="average over scales 0.5, 0.75, ..., 1.75 (DeepLab); needs logits output")
     p.add_argument("--flip", action="store_true", help="also average over horizontally flipped inputs; needs logits output")
@@ -185,9 +185,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     args = parse_args(argv)
+    from training.config import ConfigError, read_file
+
     try:
-        result = evaluate(args.model, args.data, args.split, args.multi_scale, args.flip, args.limit)
-    except (DatasetError, FileNotFoundError, ValueError) as err:
+        data = args.data or (((read_file(args.config).get("data") or {}).get("train")) if args.config else None)
+        result = evaluate(args.model, data, args.split, args.multi_scale, args.flip, args.limit)
+    except (ConfigError, DatasetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2) if args.json else format_report(result))

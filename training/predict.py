@@ -7,34 +7,37 @@ Example:
 
 from __future__ import annotations
 
+import argparse
+import io
+import os
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-import io  # noqa: E402
-import os  # noqa: E402
-from typing import Sequence  # noqa: E402
+from typing import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from inference.preprocess import description_preprocessing, labels_for_image, letterbox_size  # noqa: E402
 from training.datasets import DatasetError, read_image  # noqa: E402
-from training.predictors import Predictor, load_predictor  # noqa: E402
-from training.preprocess import eval_inputs, fit_size  # noqa: E402
 from training.palette import voc_palette  # noqa: E402,F401  (re-exported)
+from training.predictors import Predictor, load_predictor  # noqa: E402
+from training.preprocess import eval_inputs  # noqa: E402
 from zoo.files import atomic_write_bytes  # noqa: E402
 
 
 def predict_image(predictor: Predictor, image: np.ndarray) -> np.ndarray:
-    """uint8 HxW labels for a uint8 RGB image, at the image's own size."""
-    x, _ = eval_inputs(image, None, predictor.input_size, predictor.description["normalization"])
+    """uint8 HxW labels for a uint8 RGB image, at the image's own size.
+
+    The image gets THE inference preprocessing (as on the phone); the model's labels are cropped to
+    the letterboxed content and resized back with centre-aligned nearest neighbour, as the Java
+    `Postprocessor.labelsForImage` does.
+    """
+    desc = predictor.description
+    x, _ = eval_inputs(image, None, predictor.input_size, desc["normalization"], description_preprocessing(desc))
     labels = predictor.predict_labels(x[None])[0]
-    h, w = fit_size(image.shape[0], image.shape[1], predictor.input_size)
-    return cv2.resize(labels[:h, :w], (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+    h, w, _ = letterbox_size(image.shape[:2], predictor.input_size)
+    return labels_for_image(labels, (h, w), image.shape[:2])
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -82,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         image = read_image(args.image)
         predictor = load_predictor(args.model)
+        description_preprocessing(predictor.description)  # an unknown preprocessing is refused before running
     except (DatasetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -63,38 +63,30 @@ class KerasPredictor(Predictor):
 
 
 class TFLitePredictor(Predictor):
-    """A `.tflite` file exported by convert/to_tflite.py (batch 1), run with ai-edge-litert."""
+    """A `.tflite` file exported by convert/to_tflite.py (batch 1), run with LiteRT on the CPU."""
 
-    def __init__(self, path: str) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+    def __init__(self, path: str, threads: int | None = None) -> None:
+        """Loads `path` and its embedded description.
 
-        from convert.metadata import read_metadata
+        Args:
+            path: the `.tflite` file.
+            threads: CPU threads for LiteRT (default: every core).
+        """
+        from inference.description import read_metadata
+        from inference.runtime import TFLiteModel
 
         self.path = path
         self.description = read_metadata(path)
-        self.interpreter = Interpreter(model_path=path, num_threads=os.cpu_count() or 1)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        self.model = TFLiteModel(path, threads=threads or os.cpu_count() or 1)
 
     @property
     def has_logits(self) -> bool:
         return self.description.get("output", "logits") != "labels"
 
     def _run_one(self, image: np.ndarray) -> np.ndarray:
-        x = image[None].astype(np.float32)
-        dtype = self.input["dtype"]
-        if dtype in (np.int8, np.uint8):
-            scale, zero = self.input["quantization"]
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-        self.interpreter.set_tensor(self.input["index"], x)
-        self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self.output["index"])[0]
-        if self.has_logits and self.output["dtype"] in (np.int8, np.uint8, np.int16):
-            scale, zero = self.output["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        return y
+        # The runtime quantises the input and dequantises int8/uint8/int16 logits; a
+        # label map (uint8 without a scale) comes back as it is.
+        return self.model.run(image[None])[0]
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
         if not self.has_logits:

@@ -1,7 +1,8 @@
 """Input preprocessing: normalisation, THE evaluation transform, the paper's training augmentation.
 
-`eval_inputs` is shared by evaluation, int8 calibration and export parity checks,
-so every consumer sees the same pixels. `train_augment` is the paper's
+`eval_inputs` is shared by evaluation, prediction, int8 calibration and export parity
+checks; it is `inference.preprocess` (the app's preprocessing, defined once) plus the mask, so
+every consumer sees the same pixels as the phone. `train_augment` is the paper's
 augmentation as TensorFlow ops driven by a stateless seed, so that a sample's
 augmentation is a function of (run seed, sample position) and a resumed run
 sees exactly the batches the uninterrupted run would have seen.
@@ -9,11 +10,12 @@ sees exactly the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
-import cv2
 import numpy as np
 import tensorflow as tf
+
+from inference.preprocess import preprocess, resize_nearest
 
 IGNORE_LABEL = 255
 # The paper / DeepLab: random scale 0.5 to 2.0 in steps of 0.25.
@@ -32,41 +34,33 @@ def normalize(image: np.ndarray, normalization: dict[str, Any]) -> np.ndarray:
     return ((np.asarray(image, np.float32) - mean) / std).astype(np.float32)
 
 
-def fit_size(height: int, width: int, input_size: tuple[int, int]) -> tuple[int, int]:
-    """The (h, w) of an image of (height, width) resized, aspect kept, to fit in `input_size`."""
-    scale = min(input_size[0] / height, input_size[1] / width)
-    return max(1, min(input_size[0], round(height * scale))), max(1, min(input_size[1], round(width * scale)))
-
-
 def eval_inputs(
     image: np.ndarray,
     mask: np.ndarray | None,
     input_size: tuple[int, int],
     normalization: dict[str, Any],
+    preprocessing: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The evaluation transform: fit in `input_size` (aspect kept), pad bottom/right, normalise.
+    """The evaluation transform: THE inference preprocessing (`inference.preprocess.preprocess`) on
+    the image, so evaluation sees exactly the pixels the app feeds the model.
 
-    The image is resized bilinearly (area when shrinking) and padded with the mean
-    pixel, i.e. 0 after normalisation; the mask is resized with nearest neighbour
-    and padded with 255 (ignored).
+    The image is letterboxed (aspect kept, half-pixel bilinear without anti-aliasing, top-left,
+    padded with the mean pixel, i.e. 0 after normalisation) and normalised; the mask is resized with
+    centre-aligned nearest neighbour to the same content size and padded with 255 (ignored).
 
+    Args:
+        preprocessing: the model description's "preprocessing" (None: the contract); an unknown
+            value is a ValueError.
     Returns:
         (float32 HxWx3 normalised image, uint8 HxW mask or None) with HxW = input_size.
     """
     height, width = int(input_size[0]), int(input_size[1])
-    h, w = fit_size(image.shape[0], image.shape[1], (height, width))
-    if (h, w) != image.shape[:2]:
-        shrink = h < image.shape[0]
-        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    out = np.zeros((height, width, 3), np.float32)
-    out[:h, :w] = normalize(image, normalization)
+    x, (h, w) = preprocess(image, (height, width), normalization, preprocessing)
     out_mask = None
     if mask is not None:
-        if (h, w) != mask.shape[:2]:
-            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
         out_mask = np.full((height, width), IGNORE_LABEL, np.uint8)
-        out_mask[:h, :w] = mask
-    return out, out_mask
+        out_mask[:h, :w] = resize_nearest(mask, h, w)
+    return x[0], out_mask
 
 
 def train_augment(

@@ -4,7 +4,7 @@ Each foreground class is a (colour family, shape) pair: 4 hue families (red,
 yellow, green, blue) x 5 shapes (disc, square, triangle, star, cross) = 20 classes.
 Colour narrows a pixel down to 5 classes; telling them apart needs the object's
 outline, which needs context that grows with the object: sizes span about 14x
-(radius 7 to 96 px) within and across images. Colour alone does not solve it:
+(circumradius 7 to 96 px, log-uniform) within and across images. Colour alone does not solve it:
 objects carry a random texture (solid, stripes, checkerboard, dots) in two shades
 of their family, and the background holds clutter (lines, small blobs) in the
 same saturated colours, labelled background. The background itself is a
@@ -121,7 +121,7 @@ def _paint(
 
 
 def _radius(rng: np.random.RandomState) -> float:
-    # Log-uniform: as many small objects as large ones, a 16x range.
+    # Log-uniform: as many small objects as large ones, MIN_RADIUS to MAX_RADIUS (7 to 96 px, about 14x).
     return float(np.exp(rng.uniform(np.log(MIN_RADIUS), np.log(MAX_RADIUS))))
 
 

@@ -25,6 +25,8 @@ from training.config import (  # noqa: E402  (after the environment variable abo
     ExperimentConfig,
     ModelConfig,
     OptimizerConfig,
+    add_loop_flags,
+    document_defaults,
     differences,
     flag_overrides,
     get,
@@ -80,7 +82,6 @@ class UsageError(ValueError):
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from zoo.registry import list_backbones, list_heads, list_models
 
-    defaults = ExperimentConfig()
     p = argparse.ArgumentParser(
         prog="training/train.py",
         description=(
@@ -116,17 +117,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="run folder (none: runs/<model>-<timestamp>/; runs/latest points at the newest run)")
     p.add_argument("--resume", action="store_true", help=f"continue the run in --out (else the --config file's out, else runs/latest) from its newest checkpoint: same step, learning rate, data position and RNG state; model/data settings come from its {CONFIG_FILE}")
     p.add_argument("--stop-at", type=int, help="stop after this step (checkpoint + model saved) although the schedule spans --steps; resume later with --resume")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (the final step is always checkpointed)")
     p.add_argument("--keep-checkpoints", type=int, help="how many recent checkpoints to keep")
-    p.add_argument("--log-every", type=int, help="steps between progress lines / train_log.csv rows (the final step is always logged)")
-    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"), help="auto: multiworker if TF_CONFIG describes a cluster, mirrored (with synchronized BatchNorm) if several GPUs are visible, else one device")
-    p.add_argument("--cpu-replicas", type=int, help="split the CPU into N logical devices and mirror across them (a testing aid for multi-replica code without GPUs)")
-    p.add_argument("--no-data-check", dest="data_check", action="store_const", const=False, help="skip decoding every training sample up front (bad files then stop the run when reached)")
-    # The defaults live in training/config.py only; show them in --help from there.
-    for action in p._actions:
-        if action.dest in FLAGS and action.dest != "data_check":
-            default = get(defaults, FLAGS[action.dest])
-            action.help += f" (default: {'none' if default is None else default}; config field {FLAGS[action.dest]})"
+    add_loop_flags(p, "train_log.csv")
+    document_defaults(p, FLAGS, ExperimentConfig())
     return p.parse_args(argv)
 
 

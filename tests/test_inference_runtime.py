@@ -1,0 +1,171 @@
+"""`inference.runtime` (the one LiteRT runtime) and `inference.description` on tiny hand-made models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from inference.runtime import GpuUnavailable, TensorInfo, TFLiteModel, dequantize, quantize
+
+SHAPE = (1, 6, 6, 3)
+
+
+def _tiny(int8: bool) -> bytes:
+    """A 1x1 convolution plus bias: float I/O, or full-integer int8 with int8 I/O."""
+    import tensorflow as tf
+
+    kernel = tf.constant(np.linspace(-1.0, 1.0, 3 * 4, dtype=np.float32).reshape(1, 1, 3, 4))
+
+    @tf.function(input_signature=[tf.TensorSpec(SHAPE, tf.float32)])
+    def conv(x):
+        return tf.nn.conv2d(x, kernel, 1, "SAME") + 0.25
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([conv.get_concrete_function()], conv)
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [np.random.default_rng(i).uniform(-1, 1, SHAPE).astype(np.float32)] for i in range(16)
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+@pytest.fixture(scope="module")
+def float_tflite() -> bytes:
+    return _tiny(int8=False)
+
+
+@pytest.fixture(scope="module")
+def int8_tflite() -> bytes:
+    return _tiny(int8=True)
+
+
+def _x(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, SHAPE).astype(np.float32)
+
+
+def test_quantize_and_dequantize_by_hand():
+    int8 = TensorInfo("x", 0, (4,), np.dtype(np.int8), scale=0.5, zero_point=-3)
+    # round(x / 0.5 - 3), clipped to [-128, 127]
+    assert quantize(np.array([1.0, -0.26, 100.0, -100.0]), int8).tolist() == [-1, -4, 127, -128]
+    uint8 = TensorInfo("x", 0, (3,), np.dtype(np.uint8), scale=0.1, zero_point=10)
+    assert quantize(np.array([0.0, -5.0, 30.0]), uint8).tolist() == [10, 0, 255]
+    out = dequantize(np.array([-3, 7, 127], np.int8), int8)
+    assert out.dtype == np.float32 and out.tolist() == [0.0, 5.0, 65.0]
+    assert dequantize(np.array([600], np.int16), TensorInfo("y", 0, (1,), np.dtype(np.int16), 0.01, 100)).tolist() == [
+        pytest.approx(5.0)
+    ]
+    labels = TensorInfo("labels", 0, (2,), np.dtype(np.uint8))  # no scale: a label map, returned as is
+    raw = np.array([3, 7], np.uint8)
+    assert dequantize(raw, labels) is raw
+    assert quantize(np.array([0.5]), TensorInfo("f", 0, (1,), np.dtype(np.float32))).dtype == np.float32
+
+
+def test_float_model_on_cpu(float_tflite, tmp_path):
+    model = TFLiteModel(float_tflite, threads=1)
+    assert model.input.dtype == np.float32 and not model.input.quantized and model.input.shape == SHAPE
+    assert model.output.shape == SHAPE[:3] + (4,) and model.fully_accelerated
+    x = _x()
+    kernel = np.linspace(-1.0, 1.0, 12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_allclose(model.run(x), x @ kernel + 0.25, rtol=1e-5, atol=1e-6)
+    path = tmp_path / "float.tflite"
+    path.write_bytes(float_tflite)
+    np.testing.assert_array_equal(TFLiteModel(path).run(x), model.run(x))  # a path loads like bytes
+
+
+def test_int8_model_quantizes_and_dequantizes_at_the_edges(float_tflite, int8_tflite):
+    model = TFLiteModel(int8_tflite)
+    source, target = model.input, model.output
+    assert source.dtype == np.int8 and source.quantized and target.dtype == np.int8 and target.quantized
+    x = _x(1)
+    by_hand = np.clip(np.round(x / source.scale + source.zero_point), -128, 127).astype(np.int8)
+    raw = model.run_raw(by_hand)
+    assert raw.dtype == np.int8
+    expected = (raw.astype(np.float32) - target.zero_point) * np.float32(target.scale)
+    out = model.run(x)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)
+    # And the whole int8 model stays within a few quantisation steps of the float one.
+    reference = TFLiteModel(float_tflite).run(x)
+    assert np.abs(out - reference).max() < 4 * target.scale + 2 * source.scale
+
+
+def test_threads_are_validated_and_do_not_change_results(int8_tflite):
+    x = _x(2)
+    one, two = TFLiteModel(int8_tflite, threads=1), TFLiteModel(int8_tflite, threads=2)
+    assert two.threads == 2
+    np.testing.assert_array_equal(two.run(x), one.run(x))
+    with pytest.raises(ValueError, match="threads"):
+        TFLiteModel(int8_tflite, threads=0)
+    with pytest.raises(ValueError, match="device"):
+        TFLiteModel(int8_tflite, device="tpu")
+    with pytest.raises(FileNotFoundError):
+        TFLiteModel("/nonexistent/model.tflite")
+
+
+def test_random_inputs_and_invoke_for_timing(int8_tflite):
+    model = TFLiteModel(int8_tflite)
+    model.set_random_inputs(seed=3)
+    model.invoke()
+    first = model.get_output_raw()
+    model.set_random_inputs(seed=3)
+    model.invoke()
+    assert first.dtype == np.int8 and np.array_equal(first, model.get_output_raw())
+
+
+def test_gpu_loads_or_says_why(int8_tflite, float_tflite):
+    for tflite in (float_tflite, int8_tflite):
+        try:
+            gpu = TFLiteModel(tflite, device="gpu")
+        except GpuUnavailable as error:
+            # No GPU here (e.g. "No adapters found" without a Vulkan device), or not every op on it.
+            assert error.reason.strip() and error.reason in str(error)
+            assert error.fully_accelerated in (None, False)
+            continue
+        assert gpu.fully_accelerated
+        x = _x(4)
+        cpu = TFLiteModel(tflite).run(x)
+        step = gpu.output.scale if gpu.output.quantized else 0.0
+        np.testing.assert_allclose(gpu.run(x), cpu, atol=2 * step + 1e-2)  # GPUs compute in fp16 or fp32
+
+
+def test_gpu_reads_io_quantization_from_the_flatbuffer(int8_tflite, tmp_path):
+    # The GPU path's details have no quantization; it reads it from the file (checked on the CPU here).
+    from inference.runtime import _io_quantization
+
+    cpu = TFLiteModel(int8_tflite)
+    path = tmp_path / "int8.tflite"
+    path.write_bytes(int8_tflite)
+    for source in (int8_tflite, str(path)):
+        found = _io_quantization(source)
+        assert found == {t.index: t.quantization for t in cpu.inputs + cpu.outputs}
+
+
+def test_description_round_trip_without_tensorflow(float_tflite, tmp_path):
+    from convert.metadata import add_metadata
+    from convert.metadata import read_metadata as reexported
+    from inference.description import METADATA_NAME, read_metadata
+
+    described = add_metadata(float_tflite, {"name": "tiny", "num_classes": 4})
+    path = tmp_path / "described.tflite"
+    path.write_bytes(described)
+    expected = {"name": "tiny", "num_classes": 4}
+    assert read_metadata(described) == read_metadata(str(path)) == read_metadata(path) == expected
+    assert reexported is read_metadata
+    with pytest.raises(ValueError, match=METADATA_NAME):
+        read_metadata(float_tflite)
+    with pytest.raises(ValueError, match="TFL3"):
+        read_metadata(b"not a flatbuffer at all")
+    with pytest.raises(FileNotFoundError):
+        read_metadata(str(tmp_path / "missing.tflite"))
+    # The runtime and the reader import no TensorFlow: the GPU child runs where there is none.
+    code = (
+        "import sys, inference.runtime, inference.description; "
+        "sys.exit(any(m.split('.')[0] in ('tensorflow', 'tf_keras') for m in sys.modules))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
