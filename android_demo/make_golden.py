@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from android_demo import reference
-from android_demo.model_files import input_hw, read_description, resolve_model
+from android_demo.model_files import parser_with_model_flag, input_hw, read_description, resolve_model
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "core" / "src" / "test" / "resources" / "golden"
 LARGE_BYTES = 4 * 1024 * 1024
@@ -146,12 +146,7 @@ def make_golden(model: str | None, out_dir: str | Path = DEFAULT_OUT) -> dict[st
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--model",
-        metavar="FILE.tflite",
-        help="exported model with embedded metadata (default: the newest runs/**/*int8*.tflite by modification time)",
-    )
+    parser = parser_with_model_flag(__doc__)
     parser.add_argument("--out", metavar="DIR", default=str(DEFAULT_OUT), help="golden folder to write (default: %(default)s)")
     return parser
 

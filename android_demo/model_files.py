@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 from pathlib import Path
@@ -23,6 +24,17 @@ def newest_export(pattern: str = "*int8*.tflite", runs_dir: str | os.PathLike[st
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
+def parser_with_model_flag(description: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the `--model FILE.tflite` flag both Android scripts take."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--model",
+        metavar="FILE.tflite",
+        help="exported model with embedded metadata (default: the newest runs/**/*int8*.tflite by modification time)",
+    )
+    return parser
+
+
 def resolve_model(model: str | None) -> Path:
     """`model` as an existing file, or the newest int8 export when `model` is None."""
     if model is None:
@@ -35,7 +47,7 @@ def resolve_model(model: str | None) -> Path:
 
 def read_description(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The description embedded in a `.tflite` file; ValueError naming the file if it has none or is no TFLite file."""
-    from convert.metadata import read_metadata  # imports TensorFlow: keep `--help` fast
+    from inference.description import read_metadata  # no TensorFlow needed to read it
 
     try:
         description = read_metadata(os.fspath(path))

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from android_demo.model_files import read_description, resolve_model
+from android_demo.model_files import parser_with_model_flag, read_description, resolve_model
 from zoo.files import atomic_write_bytes, atomic_write_text
 
 DEFAULT_ASSETS = Path(__file__).resolve().parent / "app" / "src" / "main" / "assets"
@@ -37,12 +37,7 @@ def prepare_assets(model: str | None, assets_dir: str | Path = DEFAULT_ASSETS) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--model",
-        metavar="FILE.tflite",
-        help="exported model with embedded metadata (default: the newest runs/**/*int8*.tflite by modification time)",
-    )
+    parser = parser_with_model_flag(__doc__)
     parser.add_argument(
         "--assets",
         metavar="DIR",

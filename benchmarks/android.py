@@ -281,7 +281,7 @@ def run_android_benchmark(
     timeout: float = 600.0,
 ) -> dict[str, Any]:
     """Runs the whole benchmark; returns the row appended to `results`."""
-    from convert.metadata import read_metadata  # imports TensorFlow: keep --help fast
+    from inference.description import read_metadata  # no TensorFlow needed to read it
 
     if not model.is_file():
         raise AndroidBenchmarkError(f"model file not found: {model}")

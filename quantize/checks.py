@@ -13,7 +13,7 @@ from typing import Any
 from tensorflow.lite.python import schema_py_generated as schema_fb
 
 from convert import inspect as tflite_inspect
-from convert.metadata import read_metadata
+from inference.description import read_metadata
 
 CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 

@@ -197,15 +197,20 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
 
 def check_config(config: ExperimentConfig, resuming: bool) -> None:
     """UsageError naming the first value that cannot be used (before anything is written)."""
-    from zoo.registry import list_models
+    from zoo.registry import default_rates, list_models, model_spec
 
     model, data = config.model, config.data
     if model.name is None:
         raise UsageError("no model: give --backbone and --head, --model, or a --config with model.name (or --resume)")
     if model.name not in list_models():
         raise UsageError(f"unknown model {model.name!r}; valid models: {', '.join(list_models())}")
+    # The run's config.yaml states what was built, not "the default".
     if model.input_size is None:
         model.input_size = data.crop_size
+    if model.rates is None:
+        model.rates = list(default_rates(model.output_stride))
+    if model.decoder is None:
+        model.decoder = model_spec(model.name).decoder
     if data.crop_size < model.output_stride:
         raise UsageError(f"--crop-size {data.crop_size} is smaller than the output stride {model.output_stride}")
     for path in ("schedule.steps", "data.batch_size", "training.checkpoint_every", "training.keep_checkpoints", "training.log_every"):
