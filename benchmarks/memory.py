@@ -22,28 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-
-def peak_rss_kb() -> int:
-    """Peak resident set of this process image, in kB.
-
-    VmHWM from /proc/self/status where there is one: it belongs to the address space
-    made at exec, whereas ru_maxrss survives exec and so starts at the (large)
-    parent's peak in a child forked from a TensorFlow process.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # kilobytes on Linux
+from inference.runtime import peak_rss_kb  # noqa: F401  (also this module's API)
 
 
 def measure_memory(tflite_path: str | Path, threads: int, *, runs: int = 3, timeout_s: float = 600) -> dict[str, Any]:

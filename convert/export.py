@@ -21,6 +21,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
@@ -199,6 +201,34 @@ def parity(model: keras.Model, tflite: bytes, images: list[np.ndarray], output: 
     }
 
 
+def gpu_check(tflite: bytes, images: list[np.ndarray]) -> dict[str, Any]:
+    """Whether `tflite` runs fully on LiteRT's GPU accelerator and how far it is from LiteRT CPU on `images`.
+
+    Returns the report fields `gpu_fully_accelerated` (None when no adapter loads, with
+    `gpu_reason`), `gpu_argmax_agreement` (percent of pixels), `gpu_max_abs_diff` (logits),
+    `gpu_adapter`, `gpu_software` (a CPU-emulated adapter such as llvmpipe) and `gpu_precision`
+    (the accelerator's arithmetic, fp16 by default). The GPU runs in a child process
+    (`inference.gpu`): it cannot share a process with TensorFlow.
+    """
+    from inference.gpu import gpu_report
+
+    with tempfile.TemporaryDirectory(prefix="ksac_export_") as folder:
+        path = os.path.join(folder, "model.tflite")
+        with open(path, "wb") as f:
+            f.write(tflite)
+        result = gpu_report(path, np.stack(images) if images else None)
+    ran = result.get("available") and result.get("fully_accelerated")
+    return {
+        "gpu_fully_accelerated": result.get("fully_accelerated"),
+        "gpu_reason": None if ran else result.get("reason"),
+        "gpu_argmax_agreement": result.get("argmax_agreement"),
+        "gpu_max_abs_diff": result.get("max_abs_diff"),
+        "gpu_adapter": result.get("adapter"),
+        "gpu_software": result.get("software"),
+        "gpu_precision": result.get("precision"),
+    }
+
+
 def export_tflite(
     model: keras.Model,
     precision: str = "fp32",
@@ -212,6 +242,7 @@ def export_tflite(
     check_parity: bool = True,
     parity_images: int = 8,
     activation_ranges: Mapping[str, tuple[float, float]] | None = None,
+    check_gpu: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> ExportResult:
     """Converts a zoo model to a `.tflite` flatbuffer and reports on it.
@@ -232,6 +263,8 @@ def export_tflite(
         activation_ranges: int8 only: (min, max) per activation, keyed as in
             `convert.activation_ranges` (e.g. from `quantize.calibrate.qat_activation_ranges`);
             they replace the calibrated ranges of the tensors they name, the others keep theirs.
+        check_gpu: also run the file on LiteRT's GPU accelerator and compare it with LiteRT's
+            CPU on the parity images (report fields `gpu_*`, see `gpu_check`).
         log: called with progress messages.
 
     Returns:
@@ -315,9 +348,9 @@ def export_tflite(
         report["shared_kernel_buffers"] = len(tflite_inspect.pyramid_buffers(flatbuffer, rates))
         report["negative_scale_channels"] = negative_scale_channels(model)
     report["convert_seconds"] = round(time.perf_counter() - started, 2)
+    images = list(eval_images(data, "val", size, normalization, parity_images)) if check_parity or check_gpu else []
     if check_parity:
         log(f"checking parity on {parity_images} {data} val images")
-        images = list(eval_images(data, "val", size, normalization, parity_images))
         if naive or size != tuple(description["input_size"]):
             reference = prepare_for_export(model, "fp32", size) if not naive else model
         else:
@@ -325,5 +358,8 @@ def export_tflite(
         report.update(parity(reference, tflite, images, output))
     else:
         report.update(argmax_agreement=None, max_abs_diff=None)
+    if check_gpu:
+        log(f"checking the file on the GPU accelerator against LiteRT CPU on {len(images)} {data} val images")
+        report.update(gpu_check(tflite, images))
     report["seconds"] = round(time.perf_counter() - started, 2)
     return ExportResult(tflite=tflite, report=report)

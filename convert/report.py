@@ -18,9 +18,24 @@ def format_report(reports: list[dict]) -> str:
         ("ops", lambda r: sum(r["ops"].values())),
         ("argmax agreement", lambda r: "-" if r["argmax_agreement"] is None else f"{100 * r['argmax_agreement']:.3f}%"),
         ("max |logit diff|", lambda r: "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.3g}"),
+        ("GPU fully accelerated", lambda r: _gpu(r, "gpu_fully_accelerated", lambda v: "yes" if v else "no")),
+        ("GPU arg-max agreement", lambda r: _gpu(r, "gpu_argmax_agreement", lambda v: f"{v:.3f}%")),
+        ("GPU adapter", lambda r: _gpu(r, "gpu_adapter", lambda v: v.split(" (")[0] + (" (software)" if r.get("gpu_software") else ""))),
         ("seconds", lambda r: r["seconds"]),
     ]
+    if not any("gpu_fully_accelerated" in r for r in reports):
+        rows = [row for row in rows if not row[0].startswith("GPU ")]
     lines = []
     for label, get in rows:
         lines.append(f"{label:<24}" + "".join(f"{str(get(r)):>16}" for r in reports))
     return "\n".join(lines)
+
+
+def _gpu(report: dict, key: str, show) -> str:
+    """A GPU field for the table: "-" when not checked, "no adapter" when none loaded."""
+    if "gpu_fully_accelerated" not in report:
+        return "-"
+    if report["gpu_fully_accelerated"] is None:
+        return "no adapter"
+    value = report.get(key)
+    return "-" if value is None else show(value)

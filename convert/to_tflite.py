@@ -34,6 +34,7 @@ FLAGS = {
     "calibration": "export.calibration",
     "calibration_steps": "export.calibration_steps",
     "parity_images": "export.parity_images",
+    "check_gpu": "export.check_gpu",
 }
 
 
@@ -80,6 +81,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also convert with plain TFLiteConverter.from_keras_model and report both side by side",
     )
     parser.add_argument("--force", action="store_true", help="write the file even if fp32/fp16 parity fails")
+    parser.add_argument(
+        "--check-gpu",
+        action="store_const",
+        const=True,
+        help="also run the file on LiteRT's GPU accelerator (in a child process, fp16 arithmetic as its default) and "
+        "report gpu_fully_accelerated, gpu_argmax_agreement (percent of pixels equal to LiteRT CPU's arg-max on the "
+        "parity images) and gpu_adapter; with no adapter, gpu_fully_accelerated is null and gpu_reason says why",
+    )
     args = parser.parse_args(argv)
     for name in ("calibration_steps", "parity_images", "input_size"):
         value = getattr(args, name)
@@ -147,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         result = export_tflite(
-            model, precision, input_size=export.input_size, output=export.output, int8_io=export.int8_io, **options
+            model, precision, input_size=export.input_size, output=export.output, int8_io=export.int8_io,
+            check_gpu=export.check_gpu, **options
         )
         reports = [result.report]
         if args.compare_naive:
@@ -157,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     print(format_report(reports))
+    if result.report.get("gpu_reason"):
+        print(f"GPU accelerator: {result.report['gpu_reason']}")
     if not result.parity_ok and not args.force:
         print(
             f"error: {precision} arg-max agreement {100 * result.report['argmax_agreement']:.3f}% is below 99.9%; "

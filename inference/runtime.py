@@ -150,6 +150,25 @@ def accelerator_reason(log: str, fallback: str) -> str:
     return (fallback.strip() or "unknown")[:400]
 
 
+def peak_rss_kb() -> int:
+    """Peak resident set of this process image, in kB (for the memory figures of child processes).
+
+    VmHWM from /proc/self/status where there is one: it belongs to the address space
+    made at exec, whereas ru_maxrss survives exec and so starts at the (large)
+    parent's peak in a child forked from a TensorFlow process.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # kilobytes on Linux
+
+
 def import_runtime(device: str = "cpu") -> None:
     """Imports the LiteRT modules `device` needs now (so that a memory baseline already holds them)."""
     _check_device(device)
@@ -174,6 +193,7 @@ class TFLiteModel:
         device: str = "cpu",
         threads: int = 1,
         require_full_acceleration: bool = True,
+        enforce_f32: bool = False,
     ) -> None:
         """Loads the model.
 
@@ -183,6 +203,7 @@ class TFLiteModel:
             threads: CPU threads for the interpreter and XNNPACK (unused on the GPU).
             require_full_acceleration: on "gpu", raise GpuUnavailable when some ops
                 would not run on the GPU, instead of loading it partly accelerated.
+            enforce_f32: on "gpu", compute in fp32 instead of the accelerator's default fp16.
 
         Raises:
             ValueError: unknown device, threads < 1, or bytes that are no TFLite model.
@@ -195,6 +216,8 @@ class TFLiteModel:
             raise ValueError(f"threads must be at least 1, got {threads}")
         self.device = device
         self.threads = int(threads)
+        self.enforce_f32 = bool(enforce_f32)
+        self.gpu_log = ""  # what the GPU accelerator logged while loading (it names the adapter)
         if isinstance(model, (bytes, bytearray, memoryview)):
             self.path: str | None = None
             self._data: bytes | None = bytes(model)
@@ -225,18 +248,22 @@ class TFLiteModel:
 
     def _load_gpu(self, require_full: bool) -> None:
         from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.gpu_options import GpuOptions
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        from ai_edge_litert.options import Options
 
+        options = Options(hardware_accelerators=HardwareAccelerator.GPU, gpu_options=GpuOptions(enforce_f32=self.enforce_f32))
         error: Exception | None = None
         with _stderr_captured() as log:
             try:
                 if self._data is not None:
                     # Kept on `self._data`: the model may point into these bytes while it lives.
-                    compiled = CompiledModel.from_buffer(self._data, hardware_accel=HardwareAccelerator.GPU)
+                    compiled = CompiledModel.from_buffer(self._data, options=options)
                 else:
-                    compiled = CompiledModel.from_file(self.path, hardware_accel=HardwareAccelerator.GPU)
+                    compiled = CompiledModel.from_file(self.path, options=options)
             except Exception as caught:  # LiteRT raises a terse RuntimeError; its log says why
                 error = caught
+        self.gpu_log = log.text
         if error is not None:
             reason = accelerator_reason(log.text, f"{type(error).__name__}: {error}")
             raise GpuUnavailable(reason, log=log.text) from error

@@ -10,7 +10,8 @@ keeps on one worker, in order, so the fixture is built once.
 Shared fixtures (test modules never import one another; what several need is here):
 `make_tiny_model`, `make_tiny_export_model` (factories of fresh tiny models), `tiny_ksac` (one
 read-only tiny model for the session), `save_tiny_model` (a tiny model saved as .keras),
-`one_conv_tflite` (a one-convolution .tflite) and `run_core_tests` (the Android demo's Java core tests).
+`one_conv_tflite` (a one-convolution .tflite), `gpu_adapter`, `assert_runs_on_gpu` (LiteRT's GPU accelerator)
+and `run_core_tests` (the Android demo's Java core tests).
 """
 
 from __future__ import annotations
@@ -106,6 +107,49 @@ def one_conv_tflite() -> bytes:
     inputs = keras.Input((9, 9, 3), batch_size=1)
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+# ---------------------------------------------------------------- LiteRT's GPU accelerator
+
+GPU_INSTALL_HINT = (
+    "install Mesa 25's software Vulkan driver: add Debian's bookworm-backports to apt's sources, then "
+    "`apt-get install -t bookworm-backports mesa-vulkan-drivers` (.ci/run does this)"
+)
+
+
+@pytest.fixture(scope="session")
+def gpu_adapter(one_conv_tflite: bytes, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`inference.gpu.gpu_report` of a one-convolution model (adapter name, software or not, ...);
+    fails the test with the accelerator's reason where no adapter loads."""
+    from inference.gpu import gpu_report
+
+    path = tmp_path_factory.mktemp("gpu") / "one_conv.tflite"
+    path.write_bytes(one_conv_tflite)
+    report = gpu_report(str(path))
+    if not report.get("available"):
+        pytest.fail(f"LiteRT's GPU accelerator does not load here: {report.get('reason')}; {GPU_INSTALL_HINT}")
+    return dict(report, file=str(path))
+
+
+@pytest.fixture(scope="session")
+def assert_runs_on_gpu() -> Callable[..., None]:
+    """`assert_runs_on_gpu(report, min_agreement=95.0)` for an export report made with `check_gpu=True`.
+
+    The file must run fully on LiteRT's GPU accelerator (in CI: Mesa's llvmpipe software device)
+    and agree with LiteRT CPU's arg-max on at least `min_agreement` percent of the pixels (the GPU
+    computes in fp16 by default, so near-ties may flip). Where no adapter loads the test FAILS
+    with the accelerator's reason: a skipped GPU check would let an op the GPU cannot take slip in.
+    """
+
+    def check(report: dict[str, Any], min_agreement: float = 95.0) -> None:
+        gpu = {key: value for key, value in report.items() if key.startswith("gpu_")}
+        print(f"\nGPU check of {report.get('model')} {report.get('precision')} {report.get('output')}: {gpu}")
+        if report["gpu_fully_accelerated"] is None:
+            pytest.fail(f"LiteRT's GPU accelerator does not load here: {report['gpu_reason']}; {GPU_INSTALL_HINT}")
+        assert report["gpu_fully_accelerated"] is True, report["gpu_reason"]
+        assert report["gpu_argmax_agreement"] >= min_agreement, gpu
+
+    return check
 
 
 # ---------------------------------------------------------------- the Android demo's Java core

@@ -31,8 +31,9 @@ def no_space_to_batch(report):
 # xception65_aspp is left out to keep the suite within its time budget (about 95 s here): its parts
 # are covered, the Xception65 backbone and decoder by xception65_ksac, the ASPP head by mobilenetv2_aspp.
 @pytest.mark.parametrize("name", ["mobilenetv2_ksac", "mobilenetv2_aspp", "xception65_ksac"])
-def test_fp32_export_rules_and_parity(make_tiny_export_model, name):
-    report = export_tflite(make_tiny_export_model(name), "fp32", **FAST).report
+def test_fp32_export_rules_and_parity(make_tiny_export_model, assert_runs_on_gpu, name):
+    report = export_tflite(make_tiny_export_model(name), "fp32", check_gpu=True, **FAST).report
+    assert_runs_on_gpu(report)
     assert no_space_to_batch(report)
     assert report["argmax_agreement"] >= 0.999 and report["max_abs_diff"] < 1e-3
     if name.endswith("ksac"):
@@ -45,8 +46,9 @@ def test_fp32_export_rules_and_parity(make_tiny_export_model, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, precision", [("mobilenetv2_ksac", "int8"), ("xception65_ksac", "int8"),
                                              ("mobilenetv2_ksac", "fp16")])  # fmt: skip
-def test_quantized_ksac_reads_one_kernel_buffer(make_tiny_export_model, name, precision):
-    result = export_tflite(make_tiny_export_model(name), precision, **FAST)
+def test_quantized_ksac_reads_one_kernel_buffer(make_tiny_export_model, assert_runs_on_gpu, name, precision):
+    result = export_tflite(make_tiny_export_model(name), precision, check_gpu=True, **FAST)
+    assert_runs_on_gpu(result.report)
     assert result.report["shared_kernel_buffers"] == 1
     assert no_space_to_batch(result.report)
     if precision == "int8":
@@ -89,10 +91,11 @@ def test_negative_batchnorm_scales_keep_the_kernel_shared(make_tiny_export_model
 
 
 @pytest.mark.slow
-def test_metadata_round_trip_and_labels_output(make_tiny_export_model):
+def test_metadata_round_trip_and_labels_output(make_tiny_export_model, assert_runs_on_gpu):
     model = make_tiny_export_model("mobilenetv2_ksac", num_classes=5, label_names=["bg", "a", "b", "c", "d"])
     logits = export_tflite(model, "fp32", **FAST)
-    labels = export_tflite(model, "fp32", output="labels", **FAST)
+    labels = export_tflite(model, "fp32", output="labels", check_gpu=True, **FAST)
+    assert_runs_on_gpu(labels.report)
     meta = read_metadata(labels.tflite)
     assert meta["name"] == "mobilenetv2_ksac" and meta["num_classes"] == 5
     assert meta["label_names"] == ["bg", "a", "b", "c", "d"]

@@ -104,6 +104,7 @@ class ExportConfig:
     calibration: str | None = None  # None: the data the model was trained on
     calibration_steps: int = 100
     parity_images: int = 8
+    check_gpu: bool = False  # also run the file on LiteRT's GPU accelerator against LiteRT CPU
 
 
 @dataclass

@@ -1,0 +1,195 @@
+"""A `.tflite` file on the LiteRT GPU accelerator, checked against LiteRT's CPU result and timed.
+
+    python -m inference.gpu model_int8.tflite                 # does it run fully on the GPU? how close to CPU?
+    python -m inference.gpu model_int8.tflite --runs 30       # ... and its latency there
+    python -m inference.gpu model_fp32.tflite --enforce-f32   # fp32 compute instead of the default fp16
+
+It prints one JSON object (see `gpu_report`). This module needs only numpy and
+ai-edge-litert: on a machine with a GPU, copy the `.tflite` files over, `pip install
+ai-edge-litert numpy`, and run it from a checkout (or with `inference/` on the path);
+no TensorFlow is involved.
+
+Why a child process: the GPU accelerator (WebGPU over Vulkan in the pip wheel) and
+TensorFlow do not share a process (loading it beside TensorFlow crashed with a
+segmentation fault here), and a driver that crashes or hangs must take down the
+child, not the export or the benchmark run. `gpu_report(path)` runs
+`python -m inference.gpu` for the caller and parses its JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+# "Selected adapter: llvmpipe (LLVM 15.0.6, 256 bits), arch=software, vendor=mesa, backend=Vulkan, adapterType=CPU / Software"
+_ADAPTER_LINE = re.compile(r"Selected adapter: (?P<name>.*?), arch=(?P<arch>[^,]*),.*?adapterType=(?P<type>[^\n]*)")
+# Adapters that are a CPU emulating a GPU: their timings say nothing about a GPU.
+_SOFTWARE_NAMES = re.compile(r"llvmpipe|lavapipe|swiftshader|softpipe|warp", re.IGNORECASE)
+
+
+def adapter_from_log(log: str) -> tuple[str | None, bool | None]:
+    """(adapter name, whether it is a software adapter) from the WebGPU accelerator's log; (None, None) if unsaid."""
+    match = _ADAPTER_LINE.search(log)
+    if not match:
+        return None, None
+    name = match.group("name").strip()
+    software = bool(
+        _SOFTWARE_NAMES.search(name) or "software" in match.group("arch").lower() or "CPU" in match.group("type")
+    )
+    return name, software
+
+
+def smooth_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A smooth float image in [-1, 1] of `shape` (NHWC): low-frequency waves, like a photo's large regions.
+
+    A model's arg-max on white noise flips on tiny differences everywhere; on smooth
+    input, as on real images, GPU and CPU differ only where two classes nearly tie.
+    """
+    rng = np.random.default_rng(seed)
+    _, height, width, channels = shape
+    y = np.linspace(0.0, 1.0, height)[:, None, None]
+    x = np.linspace(0.0, 1.0, width)[None, :, None]
+    phase = rng.uniform(0, 2 * np.pi, (3, channels))
+    freq = rng.uniform(1.0, 3.0, (2, channels))
+    image = np.sin(2 * np.pi * freq[0] * x + phase[0]) * np.cos(2 * np.pi * freq[1] * y + phase[1])
+    return image[None].astype(np.float32)
+
+
+def _labels(output: np.ndarray) -> np.ndarray:
+    """The label map of one output: arg-max over classes for logits, the map itself for a label output."""
+    return np.argmax(output, axis=-1) if output.ndim == 4 else output
+
+
+def compare(cpu_outputs: list[np.ndarray], gpu_outputs: list[np.ndarray]) -> dict[str, float | None]:
+    """Arg-max agreement (percent of pixels) and, for float outputs, the max |difference|, GPU vs CPU."""
+    same = total = 0
+    max_diff = 0.0
+    float_output = all(np.issubdtype(out.dtype, np.floating) and out.ndim == 4 for out in cpu_outputs)
+    for cpu, gpu in zip(cpu_outputs, gpu_outputs):
+        a, b = _labels(cpu), _labels(gpu)
+        same += int((a == b).sum())
+        total += a.size
+        if float_output:
+            max_diff = max(max_diff, float(np.abs(cpu.astype(np.float64) - gpu.astype(np.float64)).max()))
+    return {
+        "argmax_agreement": 100.0 * same / total if total else None,
+        "max_abs_diff": max_diff if float_output else None,
+    }
+
+
+def check(
+    path: str, images: np.ndarray | None = None, *, enforce_f32: bool = False, warmup: int = 0, runs: int = 0
+) -> dict[str, Any]:
+    """Loads `path` on the GPU accelerator (no CPU fallback), compares it with LiteRT CPU, times it (in-process).
+
+    Args:
+        path: the `.tflite` file.
+        images: float inputs, [n, H, W, 3] at the model's input size (quantised at the
+            edge as the model needs); default one smooth image.
+        enforce_f32: fp32 arithmetic on the GPU instead of the accelerator's fp16 default.
+        warmup, runs: untimed and timed runs on the GPU after the comparison (0: no timing).
+
+    Returns:
+        See `gpu_report`.
+    """
+    from inference.runtime import GpuUnavailable, TFLiteModel, peak_rss_kb
+
+    result: dict[str, Any] = {"precision": "fp32" if enforce_f32 else "fp16"}
+    try:
+        gpu = TFLiteModel(path, device="gpu", enforce_f32=enforce_f32, require_full_acceleration=False)
+    except GpuUnavailable as error:
+        adapter, software = adapter_from_log(error.log)
+        return dict(result, available=False, fully_accelerated=None, reason=error.reason, adapter=adapter, software=software)
+    adapter, software = adapter_from_log(gpu.gpu_log)
+    result.update(available=True, fully_accelerated=gpu.fully_accelerated, adapter=adapter, software=software)
+    if not gpu.fully_accelerated:
+        # Without CPU fallback a partly accelerated model does not run; say so instead of timing half of it.
+        return dict(result, reason="not every op of the model runs on the GPU accelerator")
+    cpu = TFLiteModel(path, device="cpu")
+    batch = smooth_input(cpu.input.shape) if images is None else np.asarray(images, np.float32)
+    cpu_outputs = [cpu.run(image[None]) for image in batch]
+    gpu_outputs = [gpu.run(image[None]) for image in batch]
+    result.update(compare(cpu_outputs, gpu_outputs), images=len(batch))
+    if runs > 0:
+        gpu.set_random_inputs(seed=0)
+        for _ in range(warmup):
+            gpu.invoke()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            gpu.invoke()  # waits for the GPU to finish
+            times.append(time.perf_counter() - start)
+        ms = np.asarray(times) * 1000.0
+        result.update(p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
+                      mean_ms=float(ms.mean()), min_ms=float(ms.min()), runs=len(times), warmup=warmup)  # fmt: skip
+    result["peak_rss_mb"] = peak_rss_kb() / 1024.0
+    return result
+
+
+def gpu_report(
+    path: str,
+    images: np.ndarray | None = None,
+    *,
+    enforce_f32: bool = False,
+    warmup: int = 0,
+    runs: int = 0,
+    timeout_s: float = 600,
+) -> dict[str, Any]:
+    """`check` in a child process (`python -m inference.gpu`), safe to call from a TensorFlow process.
+
+    Returns:
+        {"available": whether an accelerator loaded, "reason": why not / why it did not run,
+         "fully_accelerated": True/False (None when none loaded), "adapter": e.g. "llvmpipe (LLVM 15.0.6,
+         256 bits)", "software": True for CPU-emulated adapters, "precision": "fp16" or "fp32" (GPU
+         arithmetic), "argmax_agreement": percent of pixels whose arg-max equals LiteRT CPU's,
+         "max_abs_diff": max |GPU - CPU| of float outputs, "images", and with `runs`: "p50_ms",
+         "p90_ms", "mean_ms", "min_ms", "runs", "warmup", "peak_rss_mb"}.
+    """
+    with tempfile.TemporaryDirectory(prefix="ksac_gpu_") as folder:
+        command = [sys.executable, "-m", "inference.gpu", os.fspath(path), "--warmup", str(warmup), "--runs", str(runs)]
+        if enforce_f32:
+            command.append("--enforce-f32")
+        if images is not None:
+            images_path = os.path.join(folder, "images.npy")
+            np.save(images_path, np.asarray(images, np.float32))
+            command += ["--images", images_path]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return {"available": False, "fully_accelerated": None, "reason": f"the GPU check did not finish within {timeout_s:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if lines:
+        return json.loads(lines[-1])
+    from inference.runtime import accelerator_reason
+
+    reason = accelerator_reason(done.stderr, f"the GPU child process exited with status {done.returncode}")
+    return {"available": False, "fully_accelerated": None, "reason": reason}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inference.gpu", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("tflite", help="the .tflite file")
+    parser.add_argument("--images", metavar="NPY", help="float32 [n, H, W, 3] inputs to compare on (default: one smooth image)")
+    parser.add_argument("--enforce-f32", action="store_true", help="fp32 arithmetic on the GPU (default: the accelerator's fp16)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs before timing (default 3)")
+    parser.add_argument("--runs", type=int, default=0, help="timed runs (default 0: no timing)")
+    args = parser.parse_args(argv)
+    if not os.path.isfile(args.tflite):
+        parser.error(f"file not found: {args.tflite}")
+    images = np.load(args.images) if args.images else None
+    print(json.dumps(check(args.tflite, images, enforce_f32=args.enforce_f32, warmup=args.warmup, runs=args.runs)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
