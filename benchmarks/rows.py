@@ -45,6 +45,13 @@ EXTRA_FIELDS = (
     "miou",  # percent, from training/evaluate.py
     "miou_reason",
     "file",
+    # --device gpu rows (None on CPU rows):
+    "gpu_adapter",  # the adapter the LiteRT GPU accelerator selected, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"
+    "gpu_software",  # True when that adapter is a CPU emulating a GPU (llvmpipe...): latency is not GPU speed
+    "gpu_precision",  # GPU arithmetic: "fp16" (the accelerator's default) or "fp32"
+    "argmax_agreement_vs_cpu",  # percent of pixels whose arg-max on the GPU equals LiteRT CPU's (smooth input)
+    "max_abs_diff_vs_cpu",  # max |GPU - CPU| of float outputs on that input
+    "note",  # a caveat on how the row was measured, e.g. "software GPU (llvmpipe): correctness only; 3 timed runs"
 )
 
 FIELDS = REQUIRED_FIELDS + EXTRA_FIELDS
@@ -89,6 +96,25 @@ def check_row(row: dict[str, Any]) -> None:
             raise ValueError("row latency_ms_p90 is below latency_ms_p50")
     elif not row.get("reason"):
         raise ValueError(f"a row with status {status!r} must say why in 'reason'")
+    _check_gpu_fields(row)
+
+
+def _check_gpu_fields(row: dict[str, Any]) -> None:
+    for field in ("gpu_adapter", "note"):
+        if row.get(field) is not None and not isinstance(row[field], str):
+            raise ValueError(f"row {field} must be a string or None, got {row[field]!r}")
+    if row.get("gpu_software") is not None and not isinstance(row["gpu_software"], bool):
+        raise ValueError(f"row gpu_software must be true, false or None, got {row['gpu_software']!r}")
+    if row.get("gpu_precision") not in (None, "fp16", "fp32"):
+        raise ValueError(f"row gpu_precision {row['gpu_precision']!r} is not fp16, fp32 or None")
+    agreement = row.get("argmax_agreement_vs_cpu")
+    if agreement is not None and (isinstance(agreement, bool) or not isinstance(agreement, (int, float))
+                                  or not 0.0 <= agreement <= 100.0):  # fmt: skip
+        raise ValueError(f"row argmax_agreement_vs_cpu must be a percent in [0, 100], got {agreement!r}")
+    if row.get("device") == "cpu":
+        for field in ("gpu_adapter", "gpu_software", "gpu_precision", "argmax_agreement_vs_cpu"):
+            if row.get(field) is not None:
+                raise ValueError(f"row {field} is set on a cpu row")
 
 
 def check_rows(rows: Iterable[dict[str, Any]]) -> None:
@@ -98,3 +124,8 @@ def check_rows(rows: Iterable[dict[str, Any]]) -> None:
             check_row(row)
         except ValueError as error:
             raise ValueError(f"row {index}: {error}") from None
+
+
+def is_software_gpu(row: dict[str, Any]) -> bool:
+    """Whether `row` was measured on a software GPU adapter (a CPU emulating a GPU): correctness only."""
+    return row.get("device") == "gpu" and row.get("gpu_software") is True

@@ -29,6 +29,10 @@ DEFAULTS = BenchmarkConfig()
 VALID_STRIDES = (8, 16, 32)
 # argparse dests that set a BenchmarkConfig field of the same name (None: not given).
 FLAGS = ("models", "precisions", "threads", "input_size", "output_stride", "device", "trained", "out", "json")
+GPU_NOTE = (
+    "each file runs in its own child process (inference.gpu); on a software adapter (llvmpipe...: a CPU "
+    "emulating a GPU) the rows are correctness checks, reported apart, and their latencies are not GPU speed"
+)
 CPU_SHARED_NOTE = (
     "timings on a shared or busy CPU are noisy; compare ratios taken within one run "
     "(files are timed round-robin, so load from other processes falls on all of them alike)"
@@ -96,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--device",
         choices=("cpu", "gpu"),
         default=None,
-        help="cpu (default): LiteRT with XNNPACK; gpu: the LiteRT GPU accelerator (rows say 'unavailable' where none loads)",
+        help="cpu (default): LiteRT with XNNPACK; gpu: the LiteRT GPU accelerator (rows say 'unavailable' where none "
+        "loads; on a software adapter such as llvmpipe they are correctness checks, reported apart)",
     )
     parser.add_argument(
         "--trained",
@@ -314,23 +319,54 @@ def measure_cpu(
 
 
 def measure_gpu(args: BenchmarkConfig, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Times every file on the LiteRT GPU accelerator, or marks every row `unavailable` with the reason."""
-    from benchmarks.gpu import probe_gpu, run_on_gpu
+    """Checks and times every file on the LiteRT GPU accelerator (`inference.gpu.gpu_report`, a child per file).
 
+    A file that does not run fully on the GPU, or every file when no accelerator
+    loads, gets an `unavailable` row with the reason. On a software adapter
+    (llvmpipe...) the rows are correctness checks with a few timed runs, marked
+    `gpu_software` and with a `note` saying so.
+    """
+    from benchmarks.gpu import probe_gpu, software_note, timed_runs
+    from inference.gpu import gpu_report
+
+    good = [e for e in entries if "tflite" in e]
+    if not good:
+        return []
     probe = probe_gpu()
     if not probe["available"]:
         _log(f"GPU accelerator unavailable: {probe.get('reason')}")
+    warmup, runs = timed_runs(probe.get("software"), args.warmup, args.runs)
+    if probe["available"]:
+        kind = "a SOFTWARE adapter (a CPU emulating a GPU): correctness only" if probe.get("software") else "hardware"
+        _log(f"GPU accelerator on {probe.get('adapter')}, {kind}; {warmup} warm-up + {runs} timed runs per file")
     rows = []
-    for entry in (e for e in entries if "tflite" in e):
+    for entry in good:
         row = _base_row(entry, "gpu", None)
-        result = run_on_gpu(entry["file"], warmup=args.warmup, runs=args.runs) if probe["available"] else probe
-        if result.get("available"):
+        result = gpu_report(entry["file"], warmup=warmup, runs=runs) if probe["available"] else probe
+        software = result.get("software")
+        row.update(gpu_adapter=result.get("adapter"), gpu_software=None if software is None else bool(software),
+                   gpu_precision=result.get("precision") if result.get("available") else None)
+        label = f"    {entry['model']} OS{entry['output_stride']} {entry['precision']} {entry['exporter']}:"
+        if result.get("available") and result.get("fully_accelerated") and result.get("p50_ms"):
             row.update(status="ok", latency_ms_p50=result["p50_ms"], latency_ms_p90=result["p90_ms"],
                        latency_ms_mean=result["mean_ms"], latency_ms_min=result["min_ms"], runs=result["runs"],
-                       warmup=args.warmup, peak_rss_mb=result.get("peak_rss_mb"))
-            row["achieved_macs_per_s"] = row["macs"] / (result["p50_ms"] / 1000.0)
+                       warmup=result.get("warmup", warmup), peak_rss_mb=result.get("peak_rss_mb"),
+                       argmax_agreement_vs_cpu=result.get("argmax_agreement"),
+                       max_abs_diff_vs_cpu=result.get("max_abs_diff"))  # fmt: skip
+            if software:
+                row["note"] = software_note(result.get("adapter"), result["runs"])
+                _log(f"{label} runs on {result.get('adapter')} [software GPU: correctness only], arg-max agreement "
+                     f"with LiteRT CPU {row['argmax_agreement_vs_cpu']:.2f}%, "
+                     f"p50 {result['p50_ms']:.0f} ms (not GPU speed)")
+            else:
+                row["achieved_macs_per_s"] = row["macs"] / (result["p50_ms"] / 1000.0)
+                _log(f"{label} GPU p50 {result['p50_ms']:.1f} ms, p90 {result['p90_ms']:.1f} ms, arg-max agreement "
+                     f"with LiteRT CPU {row['argmax_agreement_vs_cpu']:.2f}%")
         else:
-            row.update(status="unavailable", reason=f"GPU accelerator: {result.get('reason')}")
+            row.update(status="unavailable", reason=f"GPU accelerator: {result.get('reason') or 'unknown'}")
+            if software:
+                row["note"] = software_note(result.get("adapter"))
+            _log(f"{label} unavailable: {row['reason']}")
         rows.append(row)
     return rows
 
@@ -390,22 +426,28 @@ def main(argv: Sequence[str] | None = None, *, model_overrides: dict[str, Any] |
     """
     args = resolve_args(argv)
     started = time.perf_counter()
+    from benchmarks.gpu import SOFTWARE_RUNS, SOFTWARE_WARMUP
     from benchmarks.rows import check_rows
 
     meta: dict[str, Any] = {
         "command": "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": _machine(),
         "load_average_start": _load(),
-        "note": CPU_SHARED_NOTE,
+        "note": CPU_SHARED_NOTE if args.device == "cpu" else GPU_NOTE,
         "latency_method": (
             f"ai_edge_litert Interpreter (XNNPACK default delegate, num_threads), {args.warmup} warm-up + "
             f"{args.runs} timed invoke() per file, files of one backbone timed round-robin; p50/p90 of wall time"
             if args.device == "cpu"
-            else f"ai_edge_litert CompiledModel on HardwareAccelerator.GPU (no CPU fallback), {args.warmup} warm-up "
-            f"+ {args.runs} timed runs, one child process per file"
+            else "python -m inference.gpu per file (a child process): ai_edge_litert CompiledModel on "
+            "HardwareAccelerator.GPU (no CPU fallback), its arg-max compared with LiteRT CPU on one smooth image "
+            f"(argmax_agreement_vs_cpu), then {args.warmup} warm-up + {args.runs} timed runs on a hardware adapter, "
+            f"{SOFTWARE_WARMUP} + {SOFTWARE_RUNS} on a software one (llvmpipe...: correctness only, not GPU "
+            "speed); p50/p90 of wall time"
         ),
         "memory_method": (
-            "fresh child process per (file, threads) importing only numpy and ai_edge_litert: peak resident set "
+            "GPU: peak resident set of the GPU child, which also runs the file on LiteRT CPU for the comparison"
+            if args.device == "gpu"
+            else "fresh child process per (file, threads) importing only numpy and ai_edge_litert: peak resident set "
             "(VmHWM) after loading and running the file 3 times (peak_rss_mb); model_mem_mb subtracts the peak "
             "of the bare runtime after its imports"
         ),
@@ -434,6 +476,10 @@ def main(argv: Sequence[str] | None = None, *, model_overrides: dict[str, Any] |
         meta["peak_macs_per_s"] = peak
     else:
         rows = measure_gpu(args, entries)
+        adapters = sorted({row["gpu_adapter"] for row in rows if row.get("gpu_adapter")})
+        meta["gpu_adapter"] = ", ".join(adapters) or None
+        if any(row.get("gpu_software") for row in rows):
+            meta["gpu_adapter"] += " (software: a CPU emulating a GPU; its latencies are not GPU speed)"
     rows += error_rows(args, entries)
     add_miou(entries, rows, trained=args.trained is not None)
     check_rows(rows)

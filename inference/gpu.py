@@ -108,7 +108,9 @@ def check(
         gpu = TFLiteModel(path, device="gpu", enforce_f32=enforce_f32, require_full_acceleration=False)
     except GpuUnavailable as error:
         adapter, software = adapter_from_log(error.log)
-        return dict(result, available=False, fully_accelerated=None, reason=error.reason, adapter=adapter, software=software)
+        # fully_accelerated False: an adapter loaded but refuses some ops; None: no adapter at all.
+        return dict(result, available=error.fully_accelerated is False, fully_accelerated=error.fully_accelerated,
+                    reason=error.reason, adapter=adapter, software=software)  # fmt: skip
     adapter, software = adapter_from_log(gpu.gpu_log)
     result.update(available=True, fully_accelerated=gpu.fully_accelerated, adapter=adapter, software=software)
     if not gpu.fully_accelerated:

@@ -43,7 +43,17 @@ DEVICES = ("cpu", "gpu")
 # Integer tensor types that carry a (scale, zero point) and so have a float meaning.
 QUANTIZED_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
 # The lines of LiteRT's log that say why the GPU accelerator did not load, most telling first.
-_REASON_PATTERNS = (r"No adapters found", r"Failed to initialize", r"could not be (dynamically )?loaded", r"ERROR")
+_REASON_PATTERNS = (
+    r"No adapters found",
+    r": Operation is not supported|operations will run on the GPU",  # ops the accelerator cannot take
+    r"Failed to initialize",
+    r"GPU accelerator.*could not be (dynamically )?loaded",
+    r"ERROR",
+)
+# Lines about other accelerators (NPU, vendor compiler plugins) that never explain a GPU failure.
+_UNRELATED = re.compile(r"npu_registry|compiler_plugin|Source Location")
+# The accelerator loaded but some ops would fall back to the CPU (which we do not allow).
+_PARTLY_ACCELERATED = re.compile(r"Operation is not supported|operations will run on the CPU")
 
 
 class GpuUnavailable(RuntimeError):
@@ -143,10 +153,10 @@ def accelerator_reason(log: str, fallback: str) -> str:
     """
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     for pattern in _REASON_PATTERNS:
-        hits = [line for line in lines if re.search(pattern, line) and "Source Location" not in line]
+        hits = [line for line in lines if re.search(pattern, line) and not _UNRELATED.search(line)]
         hits = [re.sub(r"^[EWI]\d{4} [\d:.]+\s+\d+\s+", "", line) for line in hits]  # glog's prefix
         if hits:
-            return "; ".join(dict.fromkeys(hits[:2]))[:400]
+            return "; ".join(dict.fromkeys(hits[:3]))[:400]
     return (fallback.strip() or "unknown")[:400]
 
 
@@ -247,6 +257,13 @@ class TFLiteModel:
         self.fully_accelerated = True
 
     def _load_gpu(self, require_full: bool) -> None:
+        if sys.modules.get("tensorflow") is not None:
+            # Seen here: CompiledModel.from_buffer on the GPU crashed (SIGSEGV) in a process that had
+            # imported TensorFlow; refuse with a way out instead of taking the process down.
+            raise RuntimeError(
+                "LiteRT's GPU accelerator cannot be loaded in a process that has imported TensorFlow; "
+                "use inference.gpu.gpu_report (it runs the GPU in a child process)"
+            )
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.gpu_options import GpuOptions
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
@@ -266,7 +283,10 @@ class TFLiteModel:
         self.gpu_log = log.text
         if error is not None:
             reason = accelerator_reason(log.text, f"{type(error).__name__}: {error}")
-            raise GpuUnavailable(reason, log=log.text) from error
+            # Without CPU fallback, a model with ops the accelerator cannot take fails to load:
+            # the accelerator is there, the model is not fully accelerated.
+            partly = bool(_PARTLY_ACCELERATED.search(log.text))
+            raise GpuUnavailable(reason, fully_accelerated=False if partly else None, log=log.text) from error
         self.fully_accelerated = bool(compiled.is_fully_accelerated())
         if require_full and not self.fully_accelerated:
             # No CPU fallback on purpose: a file that only partly runs on the GPU must not

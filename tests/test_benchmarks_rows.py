@@ -92,3 +92,80 @@ def test_markdown_table_and_plots():
     images = plots(rows)
     assert {"size.png", "latency_threads.png"} <= set(images)
     assert all(png.startswith(b"\x89PNG") for png in images.values())
+
+
+def _gpu_row(software=True, **changes):
+    adapter = "llvmpipe (LLVM 15.0.6, 256 bits)" if software else "NVIDIA H100 (Vulkan)"
+    values = dict(device="gpu", threads=None, gpu_adapter=adapter, gpu_software=software, gpu_precision="fp16",
+                  argmax_agreement_vs_cpu=99.8, latency_ms_p50=900.0, latency_ms_p90=950.0, runs=3,
+                  note="software GPU (llvmpipe): correctness only; 3 timed runs" if software else None)
+    values.update(changes)
+    return _row(**values)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"gpu_software": "yes"}, "gpu_software"),
+        ({"gpu_adapter": 3}, "gpu_adapter"),
+        ({"argmax_agreement_vs_cpu": 0.998 * 1000}, "argmax_agreement_vs_cpu"),
+        ({"gpu_precision": "int8"}, "gpu_precision"),
+        ({"device": "cpu", "threads": 1}, "cpu row"),
+    ],
+)
+def test_check_row_validates_gpu_fields(changes, message):
+    check_row(_gpu_row())
+    with pytest.raises(ValueError, match=message):
+        check_row(_gpu_row(**changes))
+
+
+def _software_and_cpu_rows():
+    return [
+        _row(),
+        _row(model="mobilenetv2_aspp", latency_ms_p50=11.0, latency_ms_p90=12.0),
+        _gpu_row(),
+        _gpu_row(model="mobilenetv2_aspp", bytes=4_000_000, latency_ms_p50=1800.0, latency_ms_p90=1900.0),
+        _gpu_row(precision="fp32", latency_ms_p50=2700.0, latency_ms_p90=2800.0),
+        _gpu_row(output_stride=8, latency_ms_p50=3600.0, latency_ms_p90=3700.0),
+        _gpu_row(exporter="naive", status="unavailable", reason="GPU accelerator: not every op runs on the GPU",
+                 latency_ms_p50=None, latency_ms_p90=None, runs=None),
+    ]
+
+
+def test_summary_ratios_give_no_software_gpu_latency_ratio():
+    found = summary_ratios(_software_and_cpu_rows())
+    cpu = [r for r in found if r["device"] == "cpu"]
+    software = [r for r in found if r["device"] == "gpu"]
+    assert [r["comparison"] for r in cpu] == ["ksac/aspp"] and cpu[0]["latency_ratio"] == pytest.approx(10 / 11)
+    assert [r["comparison"] for r in software] == ["ksac/aspp"]  # no int8 speed-up, no os8/os16 for them
+    assert software[0]["gpu_software"] is True and "correctness only" in software[0]["note"]
+    assert software[0]["bytes_ratio"] == pytest.approx(0.75) and "latency_ratio" not in software[0]
+
+
+def test_summary_ratios_never_pair_software_with_hardware_gpu():
+    rows = [_gpu_row(), _gpu_row(software=False, model="mobilenetv2_aspp", latency_ms_p50=5.0, latency_ms_p90=6.0)]
+    assert summary_ratios(rows) == []
+
+
+def test_markdown_report_puts_software_gpu_rows_apart():
+    from benchmarks.report import markdown_report, row_group
+
+    rows = _software_and_cpu_rows() + [_gpu_row(software=False, latency_ms_p50=4.0, latency_ms_p90=5.0, runs=30)]
+    assert [row_group(r) for r in rows] == ["cpu"] * 2 + ["software-gpu"] * 5 + ["gpu"]
+    text = markdown_report(rows, summary_ratios(rows), {"command": "python benchmarks/run.py"})
+    cpu_at, gpu_at = text.index("## CPU"), text.index("## GPU (LiteRT GPU accelerator)")
+    software_at, ratios_at = text.index("## software GPU: correctness only"), text.index("## Ratios")
+    assert cpu_at < gpu_at < software_at < ratios_at
+    assert text[gpu_at:software_at].count("NVIDIA H100") == 1 and "llvmpipe" not in text[gpu_at:software_at]
+    software = text[software_at:ratios_at]
+    assert software.count("llvmpipe (LLVM 15.0.6, 256 bits) |") == 5 and "NOT GPU speed" in software
+    assert "| 99.80 |" in software and "unavailable: GPU accelerator: not every op" in software
+    assert "llvmpipe" not in text[cpu_at:gpu_at]
+    assert "software GPU, correctness only: latency ratios left out" in text[ratios_at:]
+
+
+def test_plots_leave_software_gpu_latencies_out():
+    rows = [_gpu_row(), _gpu_row(output_stride=8, latency_ms_p50=3600.0, latency_ms_p90=3700.0)]
+    assert set(plots(rows)) == {"size.png"}  # no latency plot of emulated GPU runs
+    with_cpu = rows + [_row(), _row(output_stride=8, latency_ms_p50=30.0, latency_ms_p90=31.0)]
+    assert {"latency_threads.png", "os_8_vs_16.png"} <= set(plots(with_cpu))
