@@ -29,22 +29,16 @@ def build_tiny_model(input_size: int = 65, seed: int = 0) -> Any:
     """
     import numpy as np
     import tensorflow as tf
-    import tf_keras as keras
 
     import zoo
+    from benchmarks.models import batchnorm_from_batch
 
     tf.keras.utils.set_random_seed(seed)
     model = zoo.build_model("mobilenetv2_ksac", input_size=input_size, width=0.35, head_filters=16)
-    norms = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
-    saved = [n.momentum for n in norms]
-    for n in norms:
-        n.momentum = 0.0  # moving statistics := this batch's statistics
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:input_size, 0:input_size] / input_size
     batch = np.stack([np.sin(6 * xx + 4 * k * yy) for k in range(3)], axis=-1)[None] + rng.normal(0, 0.3, (4, input_size, input_size, 3))
-    model(batch.astype(np.float32), training=True)
-    for n, m in zip(norms, saved):
-        n.momentum = m
+    batchnorm_from_batch(model, batch.astype(np.float32))
     return model
 
 

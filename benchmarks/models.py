@@ -55,6 +55,24 @@ def randomize_batchnorm(model: keras.Model, seed: int = 0) -> int:
     return changed
 
 
+def batchnorm_from_batch(model: keras.Model, batch: np.ndarray) -> int:
+    """Sets every BatchNormalization's moving statistics to those of `batch` (a float32 NHWC input), in place.
+
+    An untrained network with fresh statistics (mean 0, variance 1) passes almost nothing of the
+    image through (logits nearly constant over it: one label everywhere). With the statistics of a
+    real batch, the logits vary over the image, so a label map has several classes, as tests that
+    compare label maps need. Returns the number of layers set.
+    """
+    norms = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0  # moving statistics := this batch's statistics
+    model(np.asarray(batch, np.float32), training=True)
+    for layer, momentum in zip(norms, saved):
+        layer.momentum = momentum
+    return len(norms)
+
+
 def _all_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
     """Every layer inside `model`, nested ones included (each once)."""
     seen: dict[int, keras.layers.Layer] = {}

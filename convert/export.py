@@ -36,7 +36,15 @@ from tensorflow.lite.tools import flatbuffer_utils
 from convert import inspect as tflite_inspect
 from convert.activation_ranges import apply_ranges, ranges_replaced_after_calibration
 from convert.ksac_export import FLOAT_FORM, INT8_FORM, UnrolledSharedAtrousConv2D
-from convert.metadata import with_metadata
+from convert.metadata import with_entry, with_metadata
+from convert.tflite_metadata import (
+    LABELS_FILE,
+    TFLITE_METADATA_NAME,
+    append_associated_files,
+    labels_file,
+    metadata_refusal,
+    model_metadata,
+)
 from zoo.layers import SharedAtrousConv2D
 from zoo.registry import describe
 
@@ -140,6 +148,44 @@ def share_pyramid_buffers(model: schema_fb.ModelT, rates: list[int]) -> int:
         tensor.buffer = first
         merged += 1
     return merged
+
+
+def untie_input_scale(model: schema_fb.ModelT, normalization: Mapping[str, Any]) -> float | None:
+    """Moves the int8 input scale off the value that puts every pixel on a rounding tie; returns the factor.
+
+    Calibrated on images that reach 0 and 255, the input scale is 2/255: with mean = std = 127.5 a
+    pixel p quantizes to (p - 127.5) + zero_point, exactly halfway between two integers for EVERY p.
+    Each runtime's float arithmetic then rounds its own way (MediaPipe's normalisation against
+    ours: a one-step change of each input value, 29% of labels changed on an untrained model). A
+    scale 1/512 larger leaves every pixel at least 0.0009 steps from a tie, so runtimes agree, at an
+    input change far below one quantization step. None: no int8 input, or no ties to remove.
+    """
+    graph = model.subgraphs[0]
+    tensor = graph.tensors[graph.inputs[0]]
+    if tensor.type not in (schema_fb.TensorType.INT8, schema_fb.TensorType.UINT8):
+        quantize = [op for op in graph.operators
+                    if graph.inputs[0] in list(op.inputs) and tflite_inspect.op_name(model, op) == "QUANTIZE"]  # fmt: skip
+        if not quantize:
+            return None
+        tensor = graph.tensors[quantize[0].outputs[0]]
+    if tensor.quantization is None or tensor.quantization.scale is None or len(tensor.quantization.scale) != 1:
+        return None
+    pixels = np.arange(256, dtype=np.float64)[:, None]
+    mean = np.broadcast_to(np.asarray(normalization["mean"], np.float64), (3,))
+    std = np.broadcast_to(np.asarray(normalization["std"], np.float64), (3,))
+
+    def distance_to_tie(scale: float) -> float:
+        steps = (pixels - mean) / std / scale
+        return float(np.min(np.abs(steps - np.floor(steps) - 0.5)))
+
+    scale = float(tensor.quantization.scale[0])
+    if distance_to_tie(scale) > 1e-4:
+        return None
+    factor = 1 + 2**-9
+    if distance_to_tie(scale * factor) <= 1e-4:
+        return None  # another normalisation; leave it as calibrated
+    tensor.quantization.scale = [scale * factor]
+    return factor
 
 
 def _converter(keras_model: keras.Model, precision: str, representative: Callable | None, int8_io: bool):
@@ -324,10 +370,20 @@ def export_tflite(
     rates = description.get("rates") or []
     if precision == "int8" and description["head"] == "ksac" and not naive:
         share_pyramid_buffers(flatbuffer, rates)
+    untied = untie_input_scale(flatbuffer, normalization) if precision == "int8" and not naive else None
     file_description = dict(description, precision=precision, output=output, input_size=list(size),
                             exporter="naive" if naive else "ksac-aware", data=data)  # fmt: skip
     with_metadata(flatbuffer, file_description)
-    tflite = flatbuffer_utils.convert_object_to_bytearray(flatbuffer)
+    graph = flatbuffer.subgraphs[0]
+    input_dtype = tflite_inspect.tensor_type_name(graph.tensors[graph.inputs[0]].type).lower()
+    refusal = metadata_refusal(file_description, input_dtype)
+    if refusal is None:
+        # MediaPipe's ImageSegmenter / the Task Library read this; the zip with labels.txt goes last,
+        # after every rewrite of the flatbuffer (re-serialising would drop it).
+        with_entry(flatbuffer, TFLITE_METADATA_NAME, model_metadata(file_description))
+    tflite = bytes(flatbuffer_utils.convert_object_to_bytearray(flatbuffer))
+    if refusal is None:
+        tflite = append_associated_files(tflite, {LABELS_FILE: labels_file(file_description)})
 
     report: dict[str, Any] = {
         "model": description["name"],
@@ -340,10 +396,14 @@ def export_tflite(
         "ops": tflite_inspect.op_histogram(flatbuffer),
         "weight_buffers": tflite_inspect.weight_buffers(flatbuffer)["count"],
         "weight_bytes": tflite_inspect.weight_buffers(flatbuffer)["bytes"],
+        # The standard TFLite Metadata (MediaPipe Tasks, the Task Library) or why the file has none.
+        "standard_metadata": refusal is None,
+        "standard_metadata_reason": refusal,
     }
     if precision == "int8":
         # How many activation tensors took a given (e.g. QAT) range instead of the calibrated one.
         report["given_activation_ranges"] = len(ranges_used)
+        report["input_scale_untied"] = untied is not None  # see untie_input_scale
     if description["head"] == "ksac":
         report["shared_kernel_buffers"] = len(tflite_inspect.pyramid_buffers(flatbuffer, rates))
         report["negative_scale_channels"] = negative_scale_channels(model)

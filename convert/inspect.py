@@ -2,7 +2,9 @@
 
     python -m convert.inspect FILE.tflite [--json]
 
-prints the embedded model description, the op histogram and weight-buffer statistics.
+prints the embedded model description (ours), the standard TFLite Metadata that MediaPipe Tasks and
+the TFLite Task Library read (normalisation, labels, output kind, ImageSegmenter options), the op
+histogram and weight-buffer statistics.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.tools import flatbuffer_utils
 
 from convert.metadata import METADATA_NAME, read_metadata
+from convert.tflite_metadata import TFLITE_METADATA_NAME, read_standard_metadata
 
 _OP_NAMES = {code: name for name, code in vars(schema_fb.BuiltinOperator).items() if not name.startswith("_")}
 _TYPE_NAMES = {code: name for name, code in vars(schema_fb.TensorType).items() if not name.startswith("_")}
@@ -29,6 +32,11 @@ def load_model(tflite: bytes | bytearray | str) -> schema_fb.ModelT:
         with open(tflite, "rb") as f:
             tflite = f.read()
     return flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+
+
+def tensor_type_name(code: int) -> str:
+    """The schema's name of a TensorType code, e.g. FLOAT32, INT8."""
+    return _TYPE_NAMES.get(code, str(code))
 
 
 def op_name(model: schema_fb.ModelT, op: schema_fb.OperatorT) -> str:
@@ -98,15 +106,19 @@ def pyramid_buffers(model: schema_fb.ModelT, rates: list[int]) -> list[int]:
 
 
 def summarize(tflite: bytes | str) -> dict[str, Any]:
-    """Description, op histogram and buffer statistics of a `.tflite` file."""
+    """Description, standard metadata, op histogram and buffer statistics of a `.tflite` file."""
+    if isinstance(tflite, str):
+        with open(tflite, "rb") as f:
+            tflite = f.read()
     model = load_model(tflite)
     try:
         description = read_metadata(model)
     except ValueError:
         description = None
     summary = {
-        "bytes": len(tflite) if not isinstance(tflite, str) else None,
+        "bytes": len(tflite),
         "description": description,
+        "standard_metadata": read_standard_metadata(bytes(tflite)),
         "ops": op_histogram(model),
         "weight_buffers": weight_buffers(model),
     }
@@ -133,6 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.file}: {summary['bytes']:,} bytes")
     print(f"description ({METADATA_NAME}):")
     print(json.dumps(summary["description"], indent=2) if summary["description"] else "  none")
+    standard = summary["standard_metadata"]
+    print(f"standard metadata ({TFLITE_METADATA_NAME}):")
+    if standard is None:
+        print("  none (MediaPipe Tasks and the TFLite Task Library cannot load this file)")
+    else:
+        print(f"  name {standard['name']!r}, min_parser_version {standard['min_parser_version']}")
+        for kind in ("inputs", "outputs"):
+            for tensor in standard.get(kind, []):
+                details = {k: v for k, v in tensor.items() if k not in ("name", "description")}
+                print(f"  {kind[:-1]} {tensor['name']!r}: {json.dumps(details)}")
+        for name, value in standard.get("custom_metadata", {}).items():
+            print(f"  custom metadata {name}: {json.dumps(value)}")
+        print(f"  zipped files: {', '.join(standard['zipped_files']) or 'none'}")
+        if "labels" in standard:
+            print(f"  labels ({len(standard['labels'])}): {', '.join(standard['labels'])}")
     print("ops:")
     for name, count in summary["ops"].items():
         print(f"  {name:<24} {count}")

@@ -21,6 +21,7 @@ def format_report(reports: list[dict]) -> str:
         ("GPU fully accelerated", lambda r: _gpu(r, "gpu_fully_accelerated", lambda v: "yes" if v else "no")),
         ("GPU arg-max agreement", lambda r: _gpu(r, "gpu_argmax_agreement", lambda v: f"{v:.3f}%")),
         ("GPU adapter", lambda r: _gpu(r, "gpu_adapter", lambda v: v.split(" (")[0] + (" (software)" if r.get("gpu_software") else ""))),
+        ("standard metadata", lambda r: {True: "yes", False: "no"}.get(r.get("standard_metadata"), "-")),
         ("seconds", lambda r: r["seconds"]),
     ]
     if not any("gpu_fully_accelerated" in r for r in reports):

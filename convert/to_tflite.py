@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     print(format_report(reports))
+    if not result.report["standard_metadata"]:  # MediaPipe Tasks / the Task Library will refuse the file
+        print(f"no standard TFLite metadata: {result.report['standard_metadata_reason']}")
     if result.report.get("gpu_reason"):
         print(f"GPU accelerator: {result.report['gpu_reason']}")
     if not result.parity_ok and not args.force:

@@ -53,8 +53,10 @@ def _metadata_entries(model: Any) -> list[tuple[str, bytes]]:
     return entries
 
 
-def _metadata_entries_from_bytes(data: bytes) -> list[tuple[str, bytes]]:
-    """(name, payload) of every metadata entry, read lazily from the flatbuffer (no full unpack)."""
+def metadata_entries(model: str | os.PathLike[str] | bytes | bytearray) -> list[tuple[str, bytes]]:
+    """(name, payload) of every metadata entry of a `.tflite` file (path or bytes), read lazily from the
+    flatbuffer (no full unpack)."""
+    data = read_model_bytes(model)
     from ai_edge_litert import schema_py_generated as schema_fb
 
     root = schema_fb.Model.GetRootAs(data, 0)
@@ -89,7 +91,7 @@ def read_metadata(model: Any) -> dict[str, Any]:
     if hasattr(model, "metadata") and hasattr(model, "buffers"):
         entries = _metadata_entries(model)
     else:
-        entries = _metadata_entries_from_bytes(read_model_bytes(model))
+        entries = metadata_entries(model)
     for name, payload in entries:
         if name == METADATA_NAME:
             return json.loads(payload.decode("utf-8"))

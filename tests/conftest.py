@@ -8,7 +8,7 @@ keeps on one worker, in order, so the fixture is built once.
 `pytest -m "not slow"` runs the quick tests only.
 
 Shared fixtures (test modules never import one another; what several need is here):
-`make_tiny_model`, `make_tiny_export_model` (factories of fresh tiny models), `tiny_ksac` (one
+`make_tiny_model`, `make_tiny_export_model`, `make_image_sensitive_model` (factories of fresh tiny models), `tiny_ksac` (one
 read-only tiny model for the session), `save_tiny_model` (a tiny model saved as .keras),
 `one_conv_tflite` (a one-convolution .tflite), `gpu_adapter`, `assert_runs_on_gpu` (LiteRT's GPU accelerator)
 and `run_core_tests` (the Android demo's Java core tests).
@@ -71,6 +71,30 @@ def make_tiny_export_model() -> Callable[..., Any]:
     statistics shaped like a trained model's, which int8 calibration and the exporter's checks need.
     """
     return functools.partial(_tiny_model, random_bn=True)
+
+
+def _image_sensitive_model(name: str = "mobilenetv2_ksac", *, seed: int = 0, **overrides: Any) -> Any:
+    import numpy as np
+
+    from benchmarks.models import batchnorm_from_batch
+    from training.datasets import open_dataset
+    from training.preprocess import eval_inputs
+    from zoo import describe
+
+    model = _tiny_model(name, seed=seed, **overrides)
+    height, width = describe(model)["input_size"]
+    train = open_dataset("synthetic", "train")
+    batch = [eval_inputs(train.load(i)[0], None, (height, width), describe(model)["normalization"])[0] for i in range(8)]
+    batchnorm_from_batch(model, np.stack(batch))
+    return model
+
+
+@pytest.fixture(scope="session")
+def make_image_sensitive_model() -> Callable[..., Any]:
+    """Like `make_tiny_model`, with BatchNorm statistics of 8 synthetic train images: its label maps vary
+    over an image (several classes), where an untrained model with other statistics gives one label
+    everywhere. For tests that compare label maps of two runtimes on real images."""
+    return _image_sensitive_model
 
 
 @pytest.fixture(scope="session")

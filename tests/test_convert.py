@@ -13,11 +13,14 @@ from tensorflow.lite.python import schema_py_generated as schema_fb
 from benchmarks.models import randomize_batchnorm
 from convert.export import ExportError, export_tflite, run_tflite
 from convert.inspect import load_model, op_name, pyramid_convs
+from benchmarks import mediapipe_check
 from convert.metadata import read_metadata
+from convert.tflite_metadata import read_standard_metadata
 from zoo import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 65
+OTHER_SIZE = 97  # an export size other than the built one
 FAST = dict(calibration_steps=4, parity_images=2)
 
 
@@ -96,28 +99,49 @@ def test_negative_batchnorm_scales_keep_the_kernel_shared(make_tiny_export_model
 
 
 @pytest.mark.slow
-def test_metadata_round_trip_and_labels_output(make_tiny_export_model, assert_runs_on_gpu):
-    model = make_tiny_export_model("mobilenetv2_ksac", num_classes=5, label_names=["bg", "a", "b", "c", "d"])
-    logits = export_tflite(model, "fp32", **FAST)
-    labels = export_tflite(model, "fp32", output="labels", check_gpu=True, **FAST)
+def test_metadata_labels_output_other_size_and_mediapipe(make_image_sensitive_model, assert_runs_on_gpu, tmp_path):
+    """Exported at 97 (built at 65): our description and the standard metadata; the real MediaPipe
+    ImageSegmenter runs the fp32 and int8 logits files with our labels and our arg-max, and refuses
+    the labels file (which gets no standard metadata: MediaPipe would misread it)."""
+    names = ["bg", "a", "b", "c", "d"]
+    model = make_image_sensitive_model("mobilenetv2_ksac", num_classes=5, label_names=names)
+    logits = export_tflite(model, "fp32", input_size=OTHER_SIZE, **FAST)
+    labels = export_tflite(model, "fp32", input_size=OTHER_SIZE, output="labels", check_gpu=True, **FAST)
+    int8 = export_tflite(model, "int8", input_size=OTHER_SIZE, **FAST)
     assert_runs_on_gpu(labels.report)
     meta = read_metadata(labels.tflite)
     assert meta["name"] == "mobilenetv2_ksac" and meta["num_classes"] == 5
-    assert meta["label_names"] == ["bg", "a", "b", "c", "d"]
-    assert meta["output"] == "labels" and meta["precision"] == "fp32" and meta["input_size"] == [SIZE, SIZE]
+    assert meta["label_names"] == names
+    assert meta["output"] == "labels" and meta["precision"] == "fp32" and meta["input_size"] == [OTHER_SIZE, OTHER_SIZE]
     assert meta["normalization"]["mean"] == [127.5] * 3
-    image = np.random.default_rng(0).uniform(-1, 1, (SIZE, SIZE, 3)).astype(np.float32)
+    image = np.random.default_rng(0).uniform(-1, 1, (OTHER_SIZE, OTHER_SIZE, 3)).astype(np.float32)
     label_map = run_tflite(labels.tflite, [image])[0]
-    assert label_map.dtype == np.uint8 and label_map.shape == (SIZE, SIZE)
+    assert label_map.dtype == np.uint8 and label_map.shape == (OTHER_SIZE, OTHER_SIZE)
     np.testing.assert_array_equal(label_map, run_tflite(logits.tflite, [image])[0].argmax(-1))
-    assert labels.report["argmax_agreement"] >= 0.999
+    assert labels.report["argmax_agreement"] >= 0.999 and logits.report["argmax_agreement"] >= 0.999
 
+    # The standard metadata: on the logits files, with the model's label names; not on the labels file.
+    assert logits.report["standard_metadata"] and int8.report["standard_metadata"]
+    assert not labels.report["standard_metadata"] and "--output labels" in labels.report["standard_metadata_reason"]
+    assert read_standard_metadata(labels.tflite) is None
+    standard = read_standard_metadata(int8.tflite)
+    assert standard["labels"] == names and standard["zipped_files"] == ["labels.txt"]
+    assert standard["inputs"][0]["normalization"] == {"mean": [127.5], "std": [127.5]}
+    assert standard["custom_metadata"]["SEGMENTER_METADATA"] == {"activation": "SOFTMAX"}
+    assert read_metadata(int8.tflite)["precision"] == "int8"  # our description is still there
 
-@pytest.mark.slow
-def test_export_at_another_input_size(make_tiny_export_model):
-    result = export_tflite(make_tiny_export_model("mobilenetv2_ksac"), "fp32", input_size=97, **FAST)
-    assert read_metadata(result.tflite)["input_size"] == [97, 97]
-    assert result.report["argmax_agreement"] >= 0.999
+    # The real client: MediaPipe's category mask equals our arg-max at the input size.
+    for result in (logits, int8):
+        path = tmp_path / f"model_{result.report['precision']}.tflite"
+        path.write_bytes(result.tflite)
+        seen = mediapipe_check.check(str(path), count=4)
+        assert seen["mediapipe_labels"] == names
+        assert seen["classes_in_masks"] >= 3  # the masks vary, so equal masks mean something
+        assert seen["agreement_input_size"] >= 0.999, seen
+    refused = tmp_path / "model_labels.tflite"
+    refused.write_bytes(labels.tflite)
+    with pytest.raises(mediapipe_check.MediaPipeRefused, match="NormalizationOptions"):
+        mediapipe_check.segment_with_mediapipe(str(refused), {"image": np.zeros((OTHER_SIZE, OTHER_SIZE, 3), np.uint8)})
 
 
 @pytest.mark.slow
@@ -176,6 +200,8 @@ def test_cli_default_model_path_json_and_inspect(trained_run):
                            cwd=ROOT, timeout=120)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "mobilenetv2_ksac" in shown.stdout and "CONV_2D" in shown.stdout and "weight buffers" in shown.stdout
+    assert report["standard_metadata"] is True and "standard metadata (TFLITE_METADATA)" in shown.stdout
+    assert "zipped files: labels.txt" in shown.stdout and "SEGMENTER_METADATA" in shown.stdout
 
 
 @pytest.mark.slow

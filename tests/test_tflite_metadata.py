@@ -1,0 +1,124 @@
+"""The standard TFLite Metadata writer and reader (convert/tflite_metadata.py), and the int8 input-scale untie.
+
+The real client (MediaPipe's ImageSegmenter on exported files) is in
+tests/test_convert.py::test_metadata_labels_output_other_size_and_mediapipe.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convert.metadata import add_metadata, read_metadata, with_entry
+from convert.tflite_metadata import (
+    LABELS_FILE,
+    TFLITE_METADATA_NAME,
+    append_associated_files,
+    associated_files,
+    labels_file,
+    metadata_refusal,
+    model_metadata,
+    read_standard_metadata,
+)
+
+DESCRIPTION = {
+    "name": "mobilenetv2_ksac",
+    "backbone": "mobilenetv2",
+    "head": "ksac",
+    "num_classes": 3,
+    "label_names": ["background", "road", "tree"],
+    "input_size": [9, 9],
+    "normalization": {"mean": [127.5] * 3, "std": [127.5] * 3},
+    "output": "logits",
+}
+
+
+def with_standard_metadata(tflite: bytes, description: dict) -> bytes:
+    """What the exporter does: our description, the standard metadata, then labels.txt zipped last."""
+    from convert.inspect import load_model
+    from convert.metadata import with_metadata
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = with_metadata(load_model(tflite), description)
+    with_entry(model, TFLITE_METADATA_NAME, model_metadata(description))
+    data = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return append_associated_files(data, {LABELS_FILE: labels_file(description)})
+
+
+def test_written_metadata_reads_back(one_conv_tflite):
+    data = with_standard_metadata(one_conv_tflite, DESCRIPTION)
+    standard = read_standard_metadata(data)
+    assert standard["name"] == "mobilenetv2_ksac" and standard["min_parser_version"] == "1.5.0"
+    (image,) = standard["inputs"]
+    assert image["content"] == "image RGB"
+    assert image["normalization"] == {"mean": [127.5], "std": [127.5]}
+    assert image["stats"] == {"min": [-1.0], "max": [1.0]}
+    (logits,) = standard["outputs"]
+    assert logits["content"] == "image GRAYSCALE"
+    assert logits["associated_files"] == [{"name": "labels.txt", "type": "TENSOR_AXIS_LABELS"}]
+    assert standard["custom_metadata"] == {"SEGMENTER_METADATA": {"activation": "SOFTMAX"}}
+    assert standard["zipped_files"] == ["labels.txt"] and standard["labels"] == ["background", "road", "tree"]
+    assert read_metadata(data)["label_names"] == ["background", "road", "tree"]  # ours is still there
+    assert read_standard_metadata(one_conv_tflite) is None
+
+
+def test_the_file_still_runs_and_rewriting_keeps_the_labels(one_conv_tflite):
+    from inference.runtime import TFLiteModel
+
+    data = with_standard_metadata(one_conv_tflite, DESCRIPTION)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 9, 9, 3)).astype(np.float32)
+    np.testing.assert_array_equal(TFLiteModel(data).run(x), TFLiteModel(one_conv_tflite).run(x))
+    # Re-serialising the flatbuffer would drop the zip; add_metadata carries it across.
+    rewritten = add_metadata(data, dict(DESCRIPTION, precision="fp32"))
+    assert associated_files(rewritten) == {"labels.txt": b"background\nroad\ntree\n"}
+    assert read_standard_metadata(rewritten)["labels"] == ["background", "road", "tree"]
+    assert read_metadata(rewritten)["precision"] == "fp32"
+
+
+def test_what_mediapipe_would_misread_gets_no_metadata():
+    assert metadata_refusal(DESCRIPTION, "float32") is None
+    assert metadata_refusal(DESCRIPTION, "uint8") is None
+    assert "--output labels" in metadata_refusal(dict(DESCRIPTION, output="labels"), "float32")
+    assert "uint8 or float32 input only" in metadata_refusal(DESCRIPTION, "int8")
+    per_channel = dict(DESCRIPTION, normalization={"mean": [123.7, 116.3, 103.5], "std": [58.4, 57.1, 57.4]})
+    assert "one mean and one std" in metadata_refusal(per_channel, "float32")
+
+
+def test_label_names_file():
+    assert labels_file(dict(DESCRIPTION, label_names=["a"])) == b"a\nclass_1\nclass_2\n"  # missing names
+    with pytest.raises(ValueError, match="line breaks"):
+        labels_file(dict(DESCRIPTION, label_names=["a", "b\nc", "d"]))
+
+
+def test_not_a_metadata_flatbuffer_is_an_error(one_conv_tflite):
+    from convert.inspect import load_model
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = with_entry(load_model(one_conv_tflite), TFLITE_METADATA_NAME, b"not a flatbuffer at all")
+    with pytest.raises(ValueError, match="M001"):
+        read_standard_metadata(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+
+
+def test_int8_input_scale_is_moved_off_rounding_ties():
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from convert.export import untie_input_scale
+    from convert.inspect import load_model
+
+    inputs = keras.Input((9, 9, 3), batch_size=1)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    # Calibration images reaching pixel 0 and 255: the input scale is 2/255, every pixel on a tie.
+    converter.representative_dataset = lambda: ([np.full((1, 9, 9, 3), v, np.float32)] for v in (-1.0, 1.0))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    flatbuffer = load_model(converter.convert())
+    graph = flatbuffer.subgraphs[0]
+    quantized_input = graph.tensors[graph.operators[0].outputs[0]]
+    assert quantized_input.quantization.scale[0] == pytest.approx(2 / 255)
+    normalization = DESCRIPTION["normalization"]
+    assert untie_input_scale(flatbuffer, normalization) == 1 + 2**-9
+    steps = (np.arange(256) - 127.5) / 127.5 / quantized_input.quantization.scale[0]
+    assert np.min(np.abs(steps - np.floor(steps) - 0.5)) > 5e-4  # no pixel near a rounding tie
+    assert untie_input_scale(flatbuffer, normalization) is None  # once is enough
