@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pip's wheel cache lives outside the clone (~/.cache/pip), so a fresh clone reinstalls quickly.
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: venv mediapipe-venv demo test clean
+.PHONY: venv mediapipe-venv demo test clean web-demo web-test
 
 venv: $(STAMP)
 
@@ -38,3 +38,44 @@ test: venv mediapipe-venv
 
 clean:
 	rm -rf $(VENV) $(MP_VENV) runs .pytest_cache
+
+# The web demo (web_demo/, issue 15): the exported .tflite in the browser with MediaPipe Tasks'
+# ImageSegmenter (WASM CPU), npm packages pinned in web_demo/package-lock.json, served from web_demo/.
+#   make web-demo [MODEL=FILE]  copies MODEL (default: the newest runs/**/model_int8.tflite) to
+#                               web_demo/model.tflite and serves the page on http://127.0.0.1:$(WEB_PORT)/
+#   make web-test               headless Chromium (Debian's) vs the Python LiteRT prediction, asserted
+WEB_PORT ?= 8000
+WEB_NPM_STAMP := web_demo/node_modules/.installed
+WEB_OUT ?= web_demo/test-output
+CHROMIUM ?= /usr/bin/chromium
+
+$(WEB_NPM_STAMP): web_demo/package.json web_demo/package-lock.json
+	@command -v npm >/dev/null || { echo "web demo: needs Node.js 20+ and npm (playwright-core 1.65 needs Node 20)" >&2; exit 1; }
+	cd web_demo && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(WEB_NPM_STAMP)
+
+web-demo: $(WEB_NPM_STAMP)
+	@model="$(MODEL)"; \
+	if [ -z "$$model" ]; then \
+	  model=$$(find runs -name model_int8.tflite -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -n 1 | cut -d' ' -f2-); \
+	fi; \
+	if [ -z "$$model" ]; then \
+	  echo "make web-demo: no model to show: no runs/**/model_int8.tflite and no MODEL=FILE." >&2; \
+	  echo "  Make one with 'make demo' (trains briefly, exports runs/demo/.../model_int8.tflite)" >&2; \
+	  echo "  or 'python convert/to_tflite.py --int8' (exports runs/latest/model.keras), or pass MODEL=path/to/file.tflite." >&2; \
+	  exit 1; \
+	fi; \
+	test -f "$$model" || { echo "make web-demo: MODEL=$$model: no such file" >&2; exit 1; }; \
+	cp "$$model" web_demo/model.tflite; \
+	echo "web demo: $$model -> web_demo/model.tflite"; \
+	echo "web demo: open http://127.0.0.1:$(WEB_PORT)/  (Ctrl-C stops the server)"; \
+	exec python3 -m http.server $(WEB_PORT) --bind 127.0.0.1 -d web_demo
+
+web-test: venv $(WEB_NPM_STAMP)
+	@if ! [ -x $(CHROMIUM) ]; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+	  echo "web-test: installing Debian's chromium"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	$(PY) web_demo/tests/reference.py --out $(WEB_OUT)/fixtures
+	CHROMIUM=$(CHROMIUM) node web_demo/tests/web_test.mjs --fixtures $(WEB_OUT)/fixtures --out $(WEB_OUT) $(WEB_TEST_ARGS)

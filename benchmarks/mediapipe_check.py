@@ -11,7 +11,9 @@ how many pixels its category mask equals ours:
   image to the input, our tools (`training/predict.py`, `training/evaluate.py`, the Android core)
   LETTERBOX it (the contract in `inference/preprocess.py`);
 - `agreement_padded`: the same images, padded to a square with the mean colour before MediaPipe and
-  its mask cropped back (the README's recipe for the letterbox contract in MediaPipe).
+  its mask cropped back (the README's recipe for the letterbox contract in MediaPipe);
+- `agreement_both_stretched`: the same images stretched on both sides (our `--resize stretch`), so
+  that only the two resampling implementations differ.
 Images come from the data the model was trained on (its description's `data`; synthetic if none).
 No TensorFlow here (LiteRT, numpy).
 """
@@ -119,6 +121,7 @@ def check(model: str, count: int = 6) -> dict[str, Any]:
 
     ours_at_size = [predict_image(ours, im) for im in at_size.values()]  # at the input size: no resize
     ours_crops = [predict_image(ours, im) for im in crops.values()]
+    ours_stretched = [predict_image(ours, im, resize="stretch") for im in crops.values()]
     padded_masks = [masks[f"padded_{i}"][: im.shape[0], : im.shape[1]] for i, im in enumerate(crops.values())]
     return {
         "file": model,
@@ -133,6 +136,8 @@ def check(model: str, count: int = 6) -> dict[str, Any]:
         "agreement_input_size": agreement(list(zip(ours_at_size, [masks[k] for k in at_size]))),
         "agreement_stretch": agreement(list(zip(ours_crops, [masks[k] for k in crops]))),
         "agreement_padded": agreement(list(zip(ours_crops, padded_masks))),
+        # Both stretched (our `--resize stretch`): what is left is each side's resampling.
+        "agreement_both_stretched": agreement(list(zip(ours_stretched, [masks[k] for k in crops]))),
         "crop_sizes": [list(im.shape[:2]) for im in crops.values()],
     }
 
@@ -159,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"category mask = LiteRT arg-max, images at input size:           {100 * result['agreement_input_size']:.3f}%")
     print(f"non-square, MediaPipe stretches / we letterbox:                  {100 * result['agreement_stretch']:.3f}%")
     print(f"non-square, MediaPipe on the image padded to a square (README):  {100 * result['agreement_padded']:.3f}%")
+    print(f"non-square, both stretch (our --resize stretch):                 {100 * result['agreement_both_stretched']:.3f}%")
     if args.json:
         from zoo.files import atomic_write_json
 

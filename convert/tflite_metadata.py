@@ -81,9 +81,11 @@ def metadata_refusal(description: Mapping[str, Any], input_dtype: str) -> str | 
     if description.get("output", "logits") != "logits":
         return ("--output labels: MediaPipe's ImageSegmenter reads a [1, H, W] uint8 label map as H channels "
                 "(an all-zero mask); export logits (the default) for MediaPipe")
-    if input_dtype not in ("float32", "uint8"):
-        return (f"{input_dtype} input: MediaPipe's ImageSegmenter takes uint8 or float32 input only; export "
-                "without --int8-io (int8 inside, float32 at the edges) for MediaPipe")
+    if input_dtype != "float32":
+        # MediaPipe takes uint8 or float32 input; the metadata written here describes a float32 input
+        # normalised as (pixel - mean) / std, so any other input type gets none.
+        return (f"{input_dtype} input: MediaPipe's ImageSegmenter takes uint8 or float32 input only, and this "
+                "metadata describes float32; export without --int8-io (int8 inside, float32 at the edges) for MediaPipe")
     mean, std = description["normalization"]["mean"], description["normalization"]["std"]
     if len(set(mean)) != 1 or len(set(std)) != 1:
         return f"per-channel normalisation mean {mean} std {std}: MediaPipe accepts one mean and one std for all channels"

@@ -44,8 +44,14 @@ INFERENCE_PREPROCESSING: dict[str, str] = {
     "anchor": "top_left",
     "pad": "mean",
 }
-# The values this module implements, per key.
-SUPPORTED: dict[str, tuple[str, ...]] = {key: (value,) for key, value in INFERENCE_PREPROCESSING.items()}
+# The values this module implements, per key. resize "stretch" (to the input size, aspect not kept) is
+# what MediaPipe's ImageSegmenter does; our tools use it only when asked (`--resize stretch` of
+# evaluate.py and predict.py), to measure what MediaPipe users get. The Android core letterboxes only.
+SUPPORTED: dict[str, tuple[str, ...]] = {
+    **{key: (value,) for key, value in INFERENCE_PREPROCESSING.items()},
+    "resize": ("letterbox", "stretch"),
+}
+RESIZES = SUPPORTED["resize"]
 
 
 def resolve_preprocessing(spec: Mapping[str, Any] | None) -> dict[str, str]:
@@ -62,7 +68,8 @@ def resolve_preprocessing(spec: Mapping[str, Any] | None) -> dict[str, str]:
     for key, value in resolved.items():
         if value not in SUPPORTED[key]:
             raise ValueError(
-                f"unsupported preprocessing {key}={value!r}; this version implements {key}={SUPPORTED[key][0]!r} only"
+                f"unsupported preprocessing {key}={value!r}; this version implements {key}="
+                + " or ".join(repr(v) for v in SUPPORTED[key])
             )
     return resolved
 
@@ -82,6 +89,16 @@ def letterbox_size(image_hw: Sequence[int], input_hw: Sequence[int]) -> tuple[in
     content_w = min(max(math.floor(w * scale + 0.5), 1), in_w)
     content_h = min(max(math.floor(h * scale + 0.5), 1), in_h)
     return content_h, content_w, scale
+
+
+def content_size(image_hw: Sequence[int], input_hw: Sequence[int], preprocessing: Mapping[str, Any] | None = None) -> tuple[int, int]:
+    """(height, width) of the image inside the model input: the letterbox content, or the whole
+    input for resize "stretch"."""
+    if resolve_preprocessing(preprocessing)["resize"] == "stretch":
+        letterbox_size(image_hw, input_hw)  # the same size checks
+        return int(input_hw[0]), int(input_hw[1])
+    content_h, content_w, _ = letterbox_size(image_hw, input_hw)
+    return content_h, content_w
 
 
 def _sampling(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -140,14 +157,13 @@ def preprocess(
 
     `preprocessing`: the description's "preprocessing" (None: the contract); anything else is a ValueError.
     """
-    resolve_preprocessing(preprocessing)
     image = np.asarray(image_rgb)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
     mean = np.broadcast_to(np.asarray(normalization["mean"], dtype=np.float64), (3,))
     std = np.broadcast_to(np.asarray(normalization["std"], dtype=np.float64), (3,))
     in_h, in_w = int(input_hw[0]), int(input_hw[1])
-    content_h, content_w, _ = letterbox_size(image.shape[:2], (in_h, in_w))
+    content_h, content_w = content_size(image.shape[:2], (in_h, in_w), preprocessing)
     resized = resize_bilinear(image, content_h, content_w)
     out = np.zeros((1, in_h, in_w, 3), dtype=np.float32)  # padding: the mean colour, 0 once normalised
     out[0, :content_h, :content_w] = ((resized - mean) / std).astype(np.float32)

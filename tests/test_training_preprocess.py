@@ -124,12 +124,26 @@ def test_preprocessing_contract_is_in_every_description_and_unknown_values_are_r
         assert eval_inputs(image, None, (16, 16), NORM, ok)[0].tobytes() == default.tobytes()
     # Files exported before the key existed: the contract.
     assert inference_preprocess.description_preprocessing({"num_classes": 21}) == INFERENCE_PREPROCESSING
-    with pytest.raises(ValueError, match="stretch"):
-        eval_inputs(image, None, (16, 16), NORM, {**INFERENCE_PREPROCESSING, "resize": "stretch"})
+    with pytest.raises(ValueError, match="squash"):
+        eval_inputs(image, None, (16, 16), NORM, {**INFERENCE_PREPROCESSING, "resize": "squash"})
     with pytest.raises(ValueError, match="area"):
         inference_preprocess.description_preprocessing({"preprocessing": {"interpolation": "area"}})
     with pytest.raises(ValueError, match="crop"):
         inference_preprocess.preprocess(image, (16, 16), NORM, {"crop": "centre"})
+
+
+def test_stretch_fills_the_input_as_mediapipe_does():
+    """resize "stretch" (MediaPipe's way, for measuring it): the image and mask fill the whole input."""
+    image, mask = coded_sample(h=90, w=60, block=15)
+    stretch = {**inference_preprocess.INFERENCE_PREPROCESSING, "resize": "stretch"}
+    x, m = eval_inputs(image, mask, (49, 65), NORM, stretch)
+    expected = (inference_preprocess.resize_bilinear(image, 49, 65) - 127.5) / 127.5
+    assert x.tobytes() == expected.astype(np.float32).tobytes()
+    assert np.all(m != 255) and (decode(x) == m).mean() > 0.9
+    assert inference_preprocess.content_size((90, 60), (49, 65), stretch) == (49, 65)
+    assert inference_preprocess.content_size((90, 60), (49, 65)) == (49, 33)  # letterbox: aspect kept
+    labels = inference_preprocess.labels_for_image(m, (49, 65), (90, 60))
+    assert labels.shape == (90, 60) and (labels == mask).mean() > 0.9
 
 
 def test_inference_preprocess_does_not_import_tensorflow():

@@ -92,7 +92,9 @@ def test_evaluate_and_predict(straight_run, tmp_path, capsys):
     capsys.readouterr()
     assert evaluate_cli.main(["--model", model, "--json", "--limit", "2", "--flip", "--multi-scale"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert "miou" in printed and "per_class" in printed
+    assert "miou" in printed and "per_class" in printed and printed["resize"] == "letterbox"
+    assert evaluate_cli.main(["--model", model, "--json", "--limit", "2", "--resize", "stretch"]) == 0
+    assert json.loads(capsys.readouterr().out)["resize"] == "stretch"  # MediaPipe's way, on request
 
     from training.datasets import open_dataset
 
@@ -106,6 +108,8 @@ def test_evaluate_and_predict(straight_run, tmp_path, capsys):
 
     labels = np.asarray(Image.open(str(tmp_path / "pred" / "overlay_labels.png")))
     assert overlay.shape == (100, 80, 3) and labels.shape == (100, 80) and labels.max() < 21
+    assert predict_cli.main(["--model", model, "--image", path, "--out", out, "--resize", "stretch"]) == 0
+    assert np.asarray(Image.open(str(tmp_path / "pred" / "overlay_labels.png"))).shape == (100, 80)
 
 
 def test_bad_inputs_fail_before_writing(tmp_path, capsys):

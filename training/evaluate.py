@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from inference.preprocess import description_preprocessing  # noqa: E402
+from inference.preprocess import RESIZES, description_preprocessing, resolve_preprocessing  # noqa: E402
 from training.datasets import DatasetError, open_dataset  # noqa: E402
 from training.metrics import ConfusionMatrix  # noqa: E402
 from training.predictors import Predictor, load_predictor  # noqa: E402
@@ -98,6 +98,7 @@ def evaluate(
     multi_scale: bool = False,
     flip: bool = False,
     limit: int | None = None,
+    resize: str | None = None,
 ) -> dict[str, Any]:
     """mIoU of a model on a dataset split.
 
@@ -108,6 +109,8 @@ def evaluate(
         multi_scale: average probabilities over scales 0.5 to 1.75 (step 0.25).
         flip: also average over horizontally flipped inputs.
         limit: evaluate only the first `limit` images.
+        resize: "stretch" to measure what MediaPipe's ImageSegmenter gets (the image stretched to the
+            input size); None or "letterbox": the model's recorded contract.
 
     Returns:
         {"miou": percent, "per_class": {name: percent or None}, "pixel_accuracy": percent,
@@ -122,6 +125,8 @@ def evaluate(
         raise DatasetError(f"--data {spec} has {dataset.num_classes} classes but the model predicts {num_classes}")
     normalization = desc["normalization"]
     preprocessing = description_preprocessing(desc)  # THE inference preprocessing; unknown values refused here
+    if resize:
+        preprocessing = resolve_preprocessing(dict(preprocessing, resize=resize))
     size = predictor.input_size
     count = len(dataset) if limit is None else min(limit, len(dataset))
     cm = ConfusionMatrix(num_classes)
@@ -149,6 +154,7 @@ def evaluate(
         "split": split,
         "multi_scale": multi_scale,
         "flip": flip,
+        "resize": preprocessing["resize"],
         "seconds": round(time.time() - start, 2),
     }
 
@@ -178,6 +184,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--multi-scale", action="store_true", help="average over scales 0.5, 0.75, ..., 1.75 (DeepLab); needs logits output")
     p.add_argument("--flip", action="store_true", help="also average over horizontally flipped inputs; needs logits output")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--resize", choices=RESIZES, help="letterbox (the model's recorded contract, default; what the app and "
+                   "predict.py do) or stretch (to the input size, aspect not kept: what MediaPipe's ImageSegmenter does)")
     p.add_argument("--json", action="store_true", help="print one JSON object (miou, per_class, ...) instead of the table")
     return p.parse_args(argv)
 
@@ -189,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         data = args.data or (((read_file(args.config).get("data") or {}).get("train")) if args.config else None)
-        result = evaluate(args.model, data, args.split, args.multi_scale, args.flip, args.limit)
+        result = evaluate(args.model, data, args.split, args.multi_scale, args.flip, args.limit, resize=args.resize)
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

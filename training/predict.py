@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from inference.preprocess import description_preprocessing, labels_for_image, letterbox_size  # noqa: E402
+from inference.preprocess import RESIZES, content_size, description_preprocessing, labels_for_image  # noqa: E402
 from training.datasets import DatasetError, read_image  # noqa: E402
 from training.palette import voc_palette  # noqa: E402,F401  (re-exported)
 from training.predictors import Predictor, load_predictor  # noqa: E402
@@ -26,18 +26,18 @@ from training.preprocess import eval_inputs  # noqa: E402
 from zoo.files import atomic_write_bytes  # noqa: E402
 
 
-def predict_image(predictor: Predictor, image: np.ndarray) -> np.ndarray:
+def predict_image(predictor: Predictor, image: np.ndarray, resize: str | None = None) -> np.ndarray:
     """uint8 HxW labels for a uint8 RGB image, at the image's own size.
 
     The image gets THE inference preprocessing (as on the phone); the model's labels are cropped to
     the letterboxed content and resized back with centre-aligned nearest neighbour, as the Java
-    `Postprocessor.labelsForImage` does.
+    `Postprocessor.labelsForImage` does. `resize="stretch"` stretches instead, as MediaPipe does.
     """
     desc = predictor.description
-    x, _ = eval_inputs(image, None, predictor.input_size, desc["normalization"], description_preprocessing(desc))
+    preprocessing = dict(description_preprocessing(desc), **({"resize": resize} if resize else {}))
+    x, _ = eval_inputs(image, None, predictor.input_size, desc["normalization"], preprocessing)
     labels = predictor.predict_labels(x[None])[0]
-    h, w, _ = letterbox_size(image.shape[:2], predictor.input_size)
-    return labels_for_image(labels, (h, w), image.shape[:2])
+    return labels_for_image(labels, content_size(image.shape[:2], predictor.input_size, preprocessing), image.shape[:2])
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -76,6 +76,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", required=True, help="a .keras model or a .tflite file")
     p.add_argument("--image", required=True, help="input image (any format OpenCV reads)")
     p.add_argument("--out", required=True, help="overlay PNG to write; the label PNG is written beside it as <stem>_labels.png")
+    p.add_argument("--resize", choices=RESIZES, help="letterbox (the model's recorded contract, default; what the "
+                   "Android app does) or stretch (to the input size, aspect not kept: what MediaPipe's ImageSegmenter does)")
     return p.parse_args(argv)
 
 
@@ -89,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    labels = predict_image(predictor, image)
+    labels = predict_image(predictor, image, args.resize)
     # Encode both first, then write: an error leaves neither file half-written.
     overlay_png, labels_png = encode_png_rgb(overlay(image, labels)), encode_label_png(labels)
     atomic_write_bytes(args.out, overlay_png)

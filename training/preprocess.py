@@ -46,7 +46,8 @@ def eval_inputs(
 
     The image is letterboxed (aspect kept, half-pixel bilinear without anti-aliasing, top-left,
     padded with the mean pixel, i.e. 0 after normalisation) and normalised; the mask is resized with
-    centre-aligned nearest neighbour to the same content size and padded with 255 (ignored).
+    centre-aligned nearest neighbour to the same content size and padded with 255 (ignored). With
+    resize "stretch" both fill the whole input instead.
 
     Args:
         preprocessing: the model description's "preprocessing" (None: the contract); an unknown
