@@ -108,7 +108,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--momentum", type=float, help="SGD momentum")
     p.add_argument("--poly-power", type=float, help="poly schedule power: lr * (1 - step/steps)^power")
     p.add_argument("--weight-decay", type=float, help="L2 weight decay on convolution kernels, wd * sum(w^2)/2")
-    p.add_argument("--weights", help="initial weights: a Keras HDF5 file (.h5/.hdf5, e.g. ImageNet backbone weights; loaded by layer name) or a trained .keras model (layers with matching name and shape); the layers matched are printed")
+    p.add_argument("--weights", help="initial weights: a Keras HDF5 file (.h5/.hdf5, e.g. ImageNet backbone weights; loaded by layer name), a trained .keras model (layers with matching name and shape), or a TF1 checkpoint of DeepLab or TF-slim (prefix such as model.ckpt with its .index beside it, or its directory; Xception65/MobileNetV2 backbones and DeepLab's head/decoder where shapes allow, see zoo/tf1_checkpoint.py); a report of the tensors matched, left at initialisation and unused is printed")
     p.add_argument("--width", type=float, help="backbone width multiplier (0.35 for tiny test models)")
     p.add_argument("--head-filters", type=int, help="channels of the head (256 in the paper; 32 for tiny test models)")
     p.add_argument("--dropout", type=float, help="dropout after the head's projection")

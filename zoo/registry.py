@@ -109,8 +109,9 @@ def build_model(
         rates: atrous rates; default (6, 12, 18) at OS 16, doubled at OS 8.
         decoder: add the DeepLabV3+ decoder; default per model (Xception65 yes).
         width: backbone width multiplier.
-        backbone_weights: a local Keras HDF5 weights file or `.keras` model, loaded by
-            layer name (see `zoo.weights`).
+        backbone_weights: a local Keras HDF5 weights file or `.keras` model (loaded by
+            layer name), or a TF1 checkpoint of DeepLab or TF-slim (mapped by `zoo.tf1_checkpoint`);
+            see `zoo.weights`. The import report is printed.
         head_filters: channels of the head and decoder (256 in the paper).
         dropout: dropout after the head's projection.
         sync_batchnorm: synchronise every BatchNorm (backbone included) across replicas

@@ -44,8 +44,20 @@ LOW_LEVEL_BLOCK = "entry_flow_block2_unit1"
 LOW_LEVEL_CONV = 2
 
 
+def _fixed_padding(x, stride: int, name: str):
+    """DeepLab's `fixed_padding`: before a stride-2 3x3 convolution, pad one pixel on every side and use "valid".
+
+    Keras "same" pads (0, 1) at even sizes, which shifts the output by one pixel against DeepLab's
+    (and against the stride-2 1x1 shortcut); at odd sizes both pad (1, 1). Stride-2 layers never dilate.
+    """
+    if stride == 1:
+        return x, "same"
+    return keras.layers.ZeroPadding2D(1, name=name + "_pad")(x), "valid"
+
+
 def _conv_bn_relu(x, filters: int, stride: int, name: str):
-    x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=name)(x)
+    x, padding = _fixed_padding(x, stride, name)
+    x = keras.layers.Conv2D(filters, 3, strides=stride, padding=padding, use_bias=False, name=name)(x)
     x = batch_norm(name + "_bn")(x)
     return keras.layers.ReLU(name=name + "_relu")(x)
 
@@ -53,8 +65,9 @@ def _conv_bn_relu(x, filters: int, stride: int, name: str):
 def _separable_conv(x, filters: int, stride: int, rate: int, activation_inside: bool, name: str):
     if not activation_inside:
         x = keras.layers.ReLU(name=name + "_pre_relu")(x)
+    x, padding = _fixed_padding(x, stride, name + "_depthwise")
     x = keras.layers.DepthwiseConv2D(
-        3, strides=stride, dilation_rate=rate, padding="same", use_bias=False, name=name + "_depthwise"
+        3, strides=stride, dilation_rate=rate, padding=padding, use_bias=False, name=name + "_depthwise"
     )(x)
     x = batch_norm(name + "_depthwise_bn")(x)
     if activation_inside:

@@ -1,0 +1,542 @@
+"""Import of TF1 checkpoints (DeepLab's Xception65 and head, TF-slim's MobileNetV2), name by name.
+
+The fixture checkpoints are written the way DeepLab and TF-slim write theirs: variables
+created with `tf.compat.v1.get_variable` inside the same nested `variable_scope`s as
+research/deeplab/core/xception.py, research/deeplab/model.py and
+research/slim/nets/mobilenet/{mobilenet,conv_blocks}.py, saved by a v1 `Saver`. The
+reference forward passes below recompute DeepLab's backbones from those tensors with
+`tf.nn` (DeepLab's explicit symmetric padding before stride-2 convolutions in
+Xception, TF "SAME" padding in MobileNetV2) and compare them with ours after import.
+
+Models are small (width 0.25 / 0.35, 16 head filters): TF1 names do not depend on width.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from zoo import build_model
+from zoo.backbones import BACKBONES
+from zoo.backbones.mobilenet_v2 import make_divisible
+from zoo.tf1_checkpoint import export_tf1_checkpoint, load_tf1_checkpoint, tf1_mapping
+from zoo.weights import (
+    HDF5,
+    TF1_CHECKPOINT,
+    ArchitectureMismatchError,
+    ShapeMismatchError,
+    load_weights,
+    weights_format,
+)
+
+pytestmark = pytest.mark.xdist_group("tf1_checkpoint")  # the module's models are built once, on one worker
+
+XCEPTION_WIDTH = 0.25
+MOBILENET_WIDTH = 0.35
+HEAD = 16  # head_filters
+scope = tf.compat.v1.variable_scope
+
+
+# ---------------------------------------------------------------- TF1 fixture checkpoints
+
+
+class TF1Writer:
+    """Creates variables as slim does (get_variable inside variable scopes) and saves them with a v1 Saver."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.graph = tf.Graph()
+        self.rng = np.random.default_rng(seed)
+
+    def var(self, leaf: str, shape: list[int]) -> None:
+        if leaf == "moving_variance":
+            value = self.rng.uniform(0.5, 1.5, shape)
+        elif leaf == "gamma":
+            value = self.rng.uniform(0.5, 1.0, shape)
+        elif leaf in ("beta", "moving_mean", "biases"):
+            value = self.rng.normal(0.0, 0.1, shape)
+        else:  # weights, depthwise_weights: fan-in scaled
+            value = self.rng.normal(0.0, 1.0, shape) / np.sqrt(np.prod(shape[:-1]) if "depthwise" not in leaf else 9)
+        tf.compat.v1.get_variable(leaf, initializer=value.astype(np.float32), use_resource=False)
+
+    def batch_norm(self, channels: int) -> None:
+        with scope("BatchNorm"):
+            for leaf in ("gamma", "beta", "moving_mean", "moving_variance"):
+                self.var(leaf, [channels])
+
+    def conv(self, name: str, kernel: int, cin: int, cout: int, batch_norm: bool = True) -> None:
+        """slim.conv2d: `weights`, then `BatchNorm/...` (normalizer) or `biases`."""
+        with scope(name):
+            self.var("weights", [kernel, kernel, cin, cout])
+            self.batch_norm(cout) if batch_norm else self.var("biases", [cout])
+
+    def depthwise(self, name: str, channels: int) -> None:
+        """slim.separable_conv2d(num_outputs=None): `depthwise_weights` [3, 3, in, 1] and `BatchNorm/...`."""
+        with scope(name):
+            self.var("depthwise_weights", [3, 3, channels, 1])
+            self.batch_norm(channels)
+
+    def save(self, prefix: str) -> str:
+        os.makedirs(os.path.dirname(prefix), exist_ok=True)
+        with tf.compat.v1.Session(graph=self.graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            return tf.compat.v1.train.Saver().save(session, prefix)
+
+
+def write_checkpoint(prefix: str, *builders, seed: int = 0) -> str:
+    """A TF1 checkpoint at `prefix` with the variables each `builder(writer)` creates."""
+    writer = TF1Writer(seed)
+    with writer.graph.as_default():
+        for builder in builders:
+            builder(writer)
+    return writer.save(prefix)
+
+
+# research/deeplab/core/xception.py, xception_65: (scope, depth_list, skip_connection_type, num_units, stride)
+DEEPLAB_XCEPTION65 = (
+    ("entry_flow/block1", (128, 128, 128), "conv", 1, 2),
+    ("entry_flow/block2", (256, 256, 256), "conv", 1, 2),
+    ("entry_flow/block3", (728, 728, 728), "conv", 1, 2),
+    ("middle_flow/block1", (728, 728, 728), "sum", 16, 1),
+    ("exit_flow/block1", (728, 1024, 1024), "conv", 1, 2),
+    ("exit_flow/block2", (1536, 1536, 2048), "none", 1, 1),
+)
+# research/slim/nets/mobilenet/mobilenet_v2.py, V2_DEF: (expansion, num_outputs, stride) per expanded_conv
+SLIM_MOBILENET_V2 = (
+    ((1, 16, 1),) + ((6, 24, 2), (6, 24, 1)) + ((6, 32, 2),) + ((6, 32, 1),) * 2 + ((6, 64, 2),) + ((6, 64, 1),) * 3
+    + ((6, 96, 1),) * 3 + ((6, 160, 2),) + ((6, 160, 1),) * 2 + ((6, 320, 1),)
+)  # fmt: skip
+
+
+def xception_channels(n: int) -> int:
+    return make_divisible(n * XCEPTION_WIDTH)  # zoo.backbones.xception's width rule (DeepLab has none)
+
+
+def slim_depth(n: float) -> int:
+    return make_divisible(n * MOBILENET_WIDTH)  # slim's depth_multiplier with divisible_by=8
+
+
+def deeplab_xception65(writer: TF1Writer, imagenet_logits: bool = False) -> None:
+    """The variables of DeepLab's xception_65 (scope `xception_65`), as its ImageNet checkpoint holds them."""
+    c = xception_channels
+    with scope("xception_65"):
+        writer.conv("entry_flow/conv1_1", 3, 3, c(32))
+        writer.conv("entry_flow/conv1_2", 3, c(32), c(64))
+        cin = c(64)
+        for block, depths, skip, units, _ in DEEPLAB_XCEPTION65:
+            with scope(block):
+                for unit in range(1, units + 1):
+                    with scope(f"unit_{unit}"), scope("xception_module"):
+                        x = cin
+                        for i, depth in enumerate(depths, 1):
+                            writer.depthwise(f"separable_conv{i}_depthwise", x)
+                            writer.conv(f"separable_conv{i}_pointwise", 1, x, c(depth))
+                            x = c(depth)
+                        if skip == "conv":
+                            writer.conv("shortcut", 1, cin, x)
+                        cin = x
+        if imagenet_logits:
+            writer.conv("logits", 1, cin, 1001, batch_norm=False)
+
+
+def slim_mobilenet_v2(writer: TF1Writer, imagenet_top: bool = False) -> None:
+    """The variables of TF-slim's MobilenetV2 up to `expanded_conv_16` (DeepLab's `layer_18`);
+    with `imagenet_top`, also `Conv_1` and `Logits` as in TF-slim's ImageNet checkpoints."""
+    with scope("MobilenetV2"):
+        writer.conv("Conv", 3, 3, slim_depth(32))
+        cin = slim_depth(32)
+        for k, (expansion, outputs, _) in enumerate(SLIM_MOBILENET_V2):
+            with scope("expanded_conv" if k == 0 else f"expanded_conv_{k}"):
+                inner = make_divisible(cin * expansion) if expansion > 1 else cin
+                if inner > cin:  # conv_blocks.expanded_conv expands only when inner_size > input depth
+                    writer.conv("expand", 1, cin, inner)
+                writer.depthwise("depthwise", inner)
+                writer.conv("project", 1, inner, slim_depth(outputs))
+                cin = slim_depth(outputs)
+        if imagenet_top:
+            writer.conv("Conv_1", 1, cin, 1280)
+            with scope("Logits"):
+                writer.conv("Conv2d_1c_1x1", 1, 1280, 1001, batch_norm=False)
+
+
+def deeplab_head(features: int, low_level: int | None, atrous_rates: int, num_classes: int = 21):
+    """research/deeplab/model.py's head (separable ASPP), decoder (separable) and logits, plus global_step."""
+
+    def build(writer: TF1Writer) -> None:
+        writer.conv("image_pooling", 1, features, HEAD)
+        writer.conv("aspp0", 1, features, HEAD)
+        for i in range(1, atrous_rates + 1):
+            writer.depthwise(f"aspp{i}_depthwise", features)
+            writer.conv(f"aspp{i}_pointwise", 1, features, HEAD)
+        writer.conv("concat_projection", 1, HEAD * (2 + atrous_rates), HEAD)
+        if low_level is not None:
+            with scope("decoder"):
+                writer.conv("feature_projection0", 1, low_level, 48)
+                writer.depthwise("decoder_conv0_depthwise", HEAD + 48)
+                writer.conv("decoder_conv0_pointwise", 1, HEAD + 48, HEAD)
+                writer.depthwise("decoder_conv1_depthwise", HEAD)
+                writer.conv("decoder_conv1_pointwise", 1, HEAD, HEAD)
+        with scope("logits"):
+            writer.conv("semantic", 1, HEAD, num_classes, batch_norm=False)
+        tf.compat.v1.train.get_or_create_global_step()
+
+    return build
+
+
+# ---------------------------------------------------------------- shared models and checkpoints
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tf1")
+
+
+@pytest.fixture(scope="module")
+def deeplab_xception_ckpt(ckpt_dir):
+    """DeepLab's xception65_coco_voc_trainaug layout: backbone, separable ASPP (3 rates) and decoder, 21 classes."""
+    c = xception_channels
+    return write_checkpoint(str(ckpt_dir / "xception" / "model.ckpt"), deeplab_xception65, deeplab_head(c(2048), c(256), 3))
+
+
+@pytest.fixture(scope="module")
+def deeplab_mobilenet_ckpt(ckpt_dir):
+    """DeepLab's mobilenetv2_coco_voc_trainaug layout: backbone to layer_18, image pooling + aspp0, no decoder."""
+    return write_checkpoint(str(ckpt_dir / "mobilenet" / "model.ckpt"), slim_mobilenet_v2, deeplab_head(slim_depth(320), None, 0))
+
+
+@pytest.fixture(scope="module")
+def xception_ksac():
+    keras.utils.set_random_seed(0)
+    return build_model("xception65_ksac", input_size=65, width=XCEPTION_WIDTH, head_filters=HEAD)
+
+
+@pytest.fixture(scope="module")
+def mobilenet_ksac(make_tiny_model):
+    """A tiny mobilenetv2_ksac (3 classes) shared by the tests that only read reports and errors."""
+    return make_tiny_model("mobilenetv2_ksac", num_classes=3)
+
+
+def backbone_weights(model) -> set[str]:
+    """Our backbone weights (by the mapping table), e.g. `Conv1/kernel`."""
+    return {m.ours for m in tf1_mapping(model) if m.part == "backbone"}
+
+
+def tensor_scopes(names) -> set[str]:
+    """The slim layer scopes of TF1 tensor names (without the variable and `BatchNorm`)."""
+    return {name.rsplit("/", 1)[0].removesuffix("/BatchNorm") if "/" in name else name for name in names}
+
+
+def left_layers(report) -> set[str]:
+    return {name.split("/")[0] for name in report.left_at_init}
+
+
+# ---------------------------------------------------------------- name-by-name mapping
+
+
+def test_deeplab_xception65_checkpoint_maps_one_to_one(xception_ksac, deeplab_xception_ckpt, capsys):
+    report = load_tf1_checkpoint(xception_ksac, deeplab_xception_ckpt)
+    print(capsys.readouterr().out)  # the figures of the note: `pytest -s -k maps_one_to_one`
+    ours = {w: t for w, t in report.matched}
+    assert backbone_weights(xception_ksac) <= set(ours)  # every backbone weight of ours has its tensor
+    assert not [t for t in report.unused if t.startswith("xception_65/")]  # and every backbone tensor is ours
+    assert len(set(ours.values())) == len(ours)  # one to one
+    # No counterpart: KSAC's shared kernel, the 3-branch projection (DeepLab's concatenates 5), the regular decoder convs.
+    assert left_layers(report) == {"head_ksac", "head_projection", "head_projection_bn", "decoder_conv1",
+                                   "decoder_conv1_bn", "decoder_conv2", "decoder_conv2_bn"}  # fmt: skip
+    assert tensor_scopes(report.unused) == {
+        "aspp1_depthwise", "aspp1_pointwise", "aspp2_depthwise", "aspp2_pointwise", "aspp3_depthwise", "aspp3_pointwise",
+        "concat_projection", "decoder/decoder_conv0_depthwise", "decoder/decoder_conv0_pointwise",
+        "decoder/decoder_conv1_depthwise", "decoder/decoder_conv1_pointwise", "global_step"}  # fmt: skip
+    assert any("concat_projection" in line for line in report.skipped)
+    reader = tf.train.load_checkpoint(deeplab_xception_ckpt)
+    depthwise = "xception_65/middle_flow/block1/unit_16/xception_module/separable_conv2_depthwise"
+    np.testing.assert_array_equal(
+        xception_ksac.get_layer("middle_flow_block1_unit16_sepconv2_depthwise").depthwise_kernel.numpy(),
+        reader.get_tensor(depthwise + "/depthwise_weights"),
+    )  # same layout, no transpose
+    np.testing.assert_allclose(  # DeepLab's Xception BatchNorm epsilon is 1e-3, ours 1e-5: folded into the variance
+        xception_ksac.get_layer("middle_flow_block1_unit16_sepconv2_depthwise_bn").moving_variance.numpy() + 1e-5,
+        reader.get_tensor(depthwise + "/BatchNorm/moving_variance") + 1e-3,
+        rtol=1e-6,
+    )
+    np.testing.assert_array_equal(xception_ksac.get_layer("logits").bias.numpy(), reader.get_tensor("logits/semantic/biases"))
+
+
+def test_deeplab_and_tfslim_mobilenet_v2_checkpoints_map_one_to_one(make_tiny_model, mobilenet_ksac, deeplab_mobilenet_ckpt,
+                                                                    ckpt_dir, capsys):  # fmt: skip
+    model = make_tiny_model("mobilenetv2_ksac", num_classes=21)
+    report = load_tf1_checkpoint(model, deeplab_mobilenet_ckpt)
+    print(capsys.readouterr().out)
+    assert backbone_weights(model) <= {w for w, _ in report.matched}
+    assert not [t for t in report.unused if t.startswith("MobilenetV2/")]
+    assert left_layers(report) == {"head_ksac", "head_projection", "head_projection_bn"}
+    assert tensor_scopes(report.unused) == {"concat_projection", "global_step"}
+
+    # TF-slim's ImageNet checkpoint: the backbone plus Conv_1 and Logits, which DeepLab drops; 3 classes here.
+    slim = write_checkpoint(str(ckpt_dir / "slim" / "mobilenet_v2.ckpt"), lambda w: slim_mobilenet_v2(w, imagenet_top=True))
+    model = mobilenet_ksac
+    report = load_tf1_checkpoint(model, slim)
+    assert backbone_weights(model) == {w for w, _ in report.matched}
+    assert tensor_scopes(report.unused) == {"MobilenetV2/Conv_1", "MobilenetV2/Logits/Conv2d_1c_1x1"}
+
+
+def test_deeplab_logits_of_another_class_count_are_skipped_with_a_message(mobilenet_ksac, deeplab_mobilenet_ckpt, capsys):
+    model = mobilenet_ksac
+    initial = model.get_layer("logits").kernel.numpy()
+    report = load_weights(model, deeplab_mobilenet_ckpt)
+    assert "21 classes in the checkpoint, 3 in the model" in capsys.readouterr().out
+    assert {"logits/kernel", "logits/bias"} <= set(report.left_at_init)
+    np.testing.assert_array_equal(model.get_layer("logits").kernel.numpy(), initial)
+
+
+# ---------------------------------------------------------------- DeepLab's forward pass (and its padding)
+
+
+def _reference_xception65(reader, images: np.ndarray, output_stride: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """DeepLab's xception_65 (inference) recomputed from the checkpoint's tensors with tf.nn: the output of the
+    first (stride-2) convolution `entry_flow/conv1_1`, and the features."""
+    t = reader.get_tensor
+
+    def bn(x, name, relu=False):
+        x = tf.nn.batch_normalization(x, t(name + "/BatchNorm/moving_mean"), t(name + "/BatchNorm/moving_variance"),
+                                      t(name + "/BatchNorm/beta"), t(name + "/BatchNorm/gamma"), 1e-3)  # fmt: skip
+        return tf.nn.relu(x) if relu else x
+
+    def fixed_padding(x, rate=1):  # xception.py's fixed_padding, 3x3 kernel: symmetric
+        total = 2 * rate
+        return tf.pad(x, [[0, 0], [total // 2, total - total // 2], [total // 2, total - total // 2], [0, 0]])
+
+    def conv2d_same(x, name, stride):  # resnet_utils.conv2d_same
+        if stride == 1:
+            return bn(tf.nn.conv2d(x, t(name + "/weights"), 1, "SAME"), name, relu=True)
+        return bn(tf.nn.conv2d(fixed_padding(x), t(name + "/weights"), stride, "VALID"), name, relu=True)
+
+    def separable(x, name, stride, rate, inside):
+        x = x if inside else tf.nn.relu(x)
+        kernel = t(name + "_depthwise/depthwise_weights")
+        if stride == 1:
+            x = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME", dilations=[rate, rate])
+        else:
+            x = tf.nn.depthwise_conv2d(fixed_padding(x, rate), kernel, [1, stride, stride, 1], "VALID")
+        x = bn(x, name + "_depthwise", relu=inside)
+        return bn(tf.nn.conv2d(x, t(name + "_pointwise/weights"), 1, "SAME"), name + "_pointwise", relu=inside)
+
+    x = first = conv2d_same(tf.constant(images), "xception_65/entry_flow/conv1_1", 2)
+    x = conv2d_same(x, "xception_65/entry_flow/conv1_2", 1)
+    target, current, rate = output_stride // 2, 1, 1  # xception() halves output_stride for the root conv
+    for block, _, skip, units, block_stride in DEEPLAB_XCEPTION65:
+        for unit in range(1, units + 1):
+            if current == target:  # stack_blocks_dense: atrous instead of striding
+                stride, unit_rate, rate = 1, rate, rate * block_stride
+            else:
+                stride, unit_rate, current = block_stride, 1, current * block_stride
+            name = f"xception_65/{block}/unit_{unit}/xception_module"
+            inside = block == "exit_flow/block2"
+            residual = x
+            for i in (1, 2, 3):
+                residual = separable(residual, f"{name}/separable_conv{i}", stride if i == 3 else 1, unit_rate, inside)
+            if skip == "conv":
+                shortcut = tf.nn.conv2d(x, t(name + "/shortcut/weights"), stride, "SAME")
+                x = residual + bn(shortcut, name + "/shortcut")
+            else:
+                x = residual + x if skip == "sum" else residual
+    return first.numpy(), x.numpy()
+
+
+def _reference_mobilenet_v2(reader, images: np.ndarray, output_stride: int = 16) -> np.ndarray:
+    """TF-slim's MobilenetV2 to expanded_conv_16 (inference, "SAME" padding), recomputed with tf.nn."""
+    t = reader.get_tensor
+    names = set(reader.get_variable_to_shape_map())
+
+    def bn(x, name, relu6=True):
+        x = tf.nn.batch_normalization(x, t(name + "/BatchNorm/moving_mean"), t(name + "/BatchNorm/moving_variance"),
+                                      t(name + "/BatchNorm/beta"), t(name + "/BatchNorm/gamma"), 1e-3)  # fmt: skip
+        return tf.nn.relu6(x) if relu6 else x
+
+    x = bn(tf.nn.conv2d(tf.constant(images), t("MobilenetV2/Conv/weights"), 2, "SAME"), "MobilenetV2/Conv")
+    current, rate = 2, 1
+    for k, (_, _, layer_stride) in enumerate(SLIM_MOBILENET_V2):
+        if current == output_stride:  # mobilenet_base: atrous instead of striding
+            stride, layer_rate, rate = 1, rate, rate * layer_stride
+        else:
+            stride, layer_rate, current = layer_stride, 1, current * layer_stride
+        name = "MobilenetV2/expanded_conv" + (f"_{k}" if k else "")
+        inputs = x
+        if name + "/expand/weights" in names:
+            x = bn(tf.nn.conv2d(x, t(name + "/expand/weights"), 1, "SAME"), name + "/expand")
+        kernel = t(name + "/depthwise/depthwise_weights")
+        x = tf.nn.depthwise_conv2d(x, kernel, [1, stride, stride, 1], "SAME", dilations=[layer_rate, layer_rate])
+        x = bn(x, name + "/depthwise")
+        x = bn(tf.nn.conv2d(x, t(name + "/project/weights"), 1, "SAME"), name + "/project", relu6=False)
+        if stride == 1 and x.shape[-1] == inputs.shape[-1]:
+            x = x + inputs
+    return x.numpy()
+
+
+def _backbone(name: str, width: float, path: str, first: str | None = None):
+    """Our backbone alone (any input size), with the checkpoint at `path` imported; outputs the features, or
+    (the output of layer `first`, the features)."""
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, BACKBONES[name](inputs, output_stride=16, width=width).features)
+    if first is not None:
+        model = keras.Model(inputs, [model.get_layer(first).output, model.output])
+    load_tf1_checkpoint(model, path)
+    return model
+
+
+def _relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
+    """The largest difference, relative to the range of the reference's values."""
+    return float(np.abs(ours - reference).max() / np.ptp(reference))
+
+
+def test_xception65_reproduces_deeplab_at_odd_sizes_and_at_even_sizes_only_with_symmetric_padding(deeplab_xception_ckpt):
+    """DeepLab pads explicitly and symmetrically before stride-2 convolutions; Keras "same" pads (0, 1) at even
+    sizes. So our Xception65 reproduces DeepLab's features at odd sizes (65, 513, ...) whatever its padding, and
+    at even sizes (64, 512, ...) only if it pads explicitly (ZeroPadding2D + "valid") before its stride-2 layers."""
+    model = _backbone("xception65", XCEPTION_WIDTH, deeplab_xception_ckpt, first="entry_flow_conv1_1_relu")
+    reader = tf.train.load_checkpoint(deeplab_xception_ckpt)
+    explicit_padding = any(isinstance(layer, keras.layers.ZeroPadding2D) for layer in model.layers)
+    for size in (65, 64):
+        images = np.random.default_rng(size).uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
+        ours = model(images, training=False)
+        errors = [_relative_error(a.numpy(), b) for a, b in zip(ours, _reference_xception65(reader, images))]
+        print(f"xception65 at {size}x{size}, largest difference to DeepLab's forward pass relative to its range: "
+              f"{errors[0]:.1e} after entry_flow/conv1_1, {errors[1]:.1e} in the features")  # fmt: skip
+        if size % 2 or explicit_padding:
+            assert max(errors) < 1e-4, size
+        else:  # every stride-2 layer reads its input one pixel off DeepLab's (deep random features vary little)
+            assert errors[0] > 0.1 and errors[1] > 1e-3, size
+
+
+def test_mobilenet_v2_reproduces_tfslim_at_odd_and_even_sizes(deeplab_mobilenet_ckpt):
+    model = _backbone("mobilenetv2", MOBILENET_WIDTH, deeplab_mobilenet_ckpt)
+    reader = tf.train.load_checkpoint(deeplab_mobilenet_ckpt)
+    for size in (65, 64):  # slim's MobileNetV2 uses "SAME" padding like ours: equal at every size
+        images = np.random.default_rng(size).uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
+        assert _relative_error(model(images, training=False).numpy(), _reference_mobilenet_v2(reader, images)) < 1e-4
+
+
+# ---------------------------------------------------------------- round trip, partial checkpoints, formats
+
+
+def _randomize(model, seed: int) -> None:
+    """Every weight away from its initial value (KSAC's included); variances positive."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        value = rng.uniform(0.5, 1.5, w.shape) if "variance" in w.name else w.numpy() + rng.normal(0, 0.05, w.shape)
+        w.assign(value.astype(np.float32))
+
+
+def _assert_round_trip(source, fresh, folder: str) -> None:
+    export_tf1_checkpoint(source, os.path.join(folder, "model.ckpt"))
+    report = load_weights(fresh, folder)  # a directory with a `checkpoint` file: its latest checkpoint
+    assert not report.left_at_init and not report.unused and not report.skipped
+    images = np.random.default_rng(3).uniform(-1, 1, (1, 65, 65, 3)).astype(np.float32)
+    np.testing.assert_allclose(fresh(images, training=False), source(images, training=False), rtol=1e-5, atol=1e-5)
+
+
+def test_export_then_import_gives_identical_outputs(make_tiny_model, tmp_path):
+    source = make_tiny_model("mobilenetv2_ksac", seed=1, num_classes=5)
+    _randomize(source, 7)
+    _assert_round_trip(source, make_tiny_model("mobilenetv2_ksac", seed=2, num_classes=5), str(tmp_path / "export"))
+
+
+@pytest.mark.slow  # a second Xception65 (~7 s on a busy 2-core CPU); also checks the inverse of the epsilon fold
+def test_export_then_import_gives_identical_outputs_xception65(xception_ksac, tmp_path):
+    _randomize(xception_ksac, 7)
+    keras.utils.set_random_seed(2)
+    fresh = build_model("xception65_ksac", input_size=65, width=XCEPTION_WIDTH, head_filters=HEAD)
+    _assert_round_trip(xception_ksac, fresh, str(tmp_path / "export"))
+
+
+def test_partial_checkpoint_is_reported(mobilenet_ksac, tmp_path, capsys):
+    def partial(writer):  # MobilenetV2's stem and first block only, and a tensor of no layer of ours
+        with scope("MobilenetV2"):
+            writer.conv("Conv", 3, 3, slim_depth(32))
+            with scope("expanded_conv"):
+                writer.depthwise("depthwise", slim_depth(32))
+                writer.conv("project", 1, slim_depth(32), slim_depth(16))
+        tf.compat.v1.train.get_or_create_global_step()
+
+    prefix = write_checkpoint(str(tmp_path / "partial" / "model.ckpt"), partial)
+    model = mobilenet_ksac
+    report = build_and_load(model, prefix + ".index")  # the .index file names the checkpoint too
+    printed = capsys.readouterr().out
+    assert len(report.matched) == 3 * 5  # Conv, expanded_conv/depthwise, expanded_conv/project: weights + 4 BatchNorm
+    assert report.unused == ["global_step"]
+    assert len(report.left_at_init) == len(model.weights) - 15 and "block_1_expand/kernel" in report.left_at_init
+    assert f"15 tensors matched, {len(model.weights) - 15} of ours left at initialisation, 1 of the file's unused" in printed
+    np.testing.assert_array_equal(
+        model.get_layer("expanded_conv_project").kernel.numpy(),
+        tf.train.load_checkpoint(prefix).get_tensor("MobilenetV2/expanded_conv/project/weights"),
+    )
+
+
+def build_and_load(model, path):
+    assert weights_format(path) == TF1_CHECKPOINT
+    return load_weights(model, path)
+
+
+def test_build_model_takes_a_tf1_checkpoint(deeplab_mobilenet_ckpt, capsys):
+    model = build_model("mobilenetv2_ksac", input_size=65, width=MOBILENET_WIDTH, head_filters=HEAD,
+                        backbone_weights=deeplab_mobilenet_ckpt)  # fmt: skip
+    assert "(TF1 checkpoint)" in capsys.readouterr().out
+    reader = tf.train.load_checkpoint(deeplab_mobilenet_ckpt)
+    np.testing.assert_array_equal(model.get_layer("Conv1").kernel.numpy(), reader.get_tensor("MobilenetV2/Conv/weights"))
+
+
+def test_hdf5_import_reports_in_the_same_format(mobilenet_ksac, tmp_path, capsys):
+    reference = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=MOBILENET_WIDTH, include_top=False, weights=None)
+    path = str(tmp_path / "mobilenet_v2_no_top.h5")
+    reference.save_weights(path)
+    model = mobilenet_ksac
+    report = load_weights(model, path)
+    printed = capsys.readouterr().out
+    assert report.format == HDF5 and "layers matched by name; " in printed and " tensors matched, " in printed
+    assert left_layers(report) == {"head_pool_conv", "head_pool_conv_bn", "head_conv1x1", "head_conv1x1_bn", "head_ksac",
+                                   "head_projection", "head_projection_bn", "logits"}  # fmt: skip
+    assert {name.split("/")[0] for name in report.unused} == {"Conv_1", "Conv_1_bn"}  # the 1280-channel conv we drop
+    assert len(report.matched) == len(model.weights) - len(report.left_at_init)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_shape_mismatch_names_the_tensor(mobilenet_ksac, tmp_path):
+    def wrong_stem(writer):
+        with scope("MobilenetV2"):
+            writer.conv("Conv", 3, 3, 24)  # ours has 16 channels at width 0.35
+
+    prefix = write_checkpoint(str(tmp_path / "wrong" / "model.ckpt"), wrong_stem)
+    with pytest.raises(ShapeMismatchError, match=r"MobilenetV2/Conv/weights has shape \[3, 3, 3, 24\] but our Conv1/kernel"):
+        load_weights(mobilenet_ksac, prefix)
+
+
+def test_checkpoint_of_another_architecture_is_an_error(mobilenet_ksac, tmp_path):
+    def resnet(writer):
+        with scope("resnet_v1_101"):
+            writer.conv("conv1", 7, 3, 64)
+
+    prefix = write_checkpoint(str(tmp_path / "resnet" / "model.ckpt"), resnet)
+    with pytest.raises(ArchitectureMismatchError, match="MobilenetV2/Conv/weights.*resnet_v1_101"):
+        load_weights(mobilenet_ksac, prefix)
+
+
+def test_xception_checkpoint_into_mobilenet_is_an_error(mobilenet_ksac, deeplab_xception_ckpt):
+    with pytest.raises(ArchitectureMismatchError, match="xception_65"):
+        load_weights(mobilenet_ksac, deeplab_xception_ckpt)
+
+
+def test_missing_checkpoint_files_name_the_path(mobilenet_ksac, tmp_path):
+    model = mobilenet_ksac
+    missing = str(tmp_path / "nothing" / "model.ckpt")
+    with pytest.raises(FileNotFoundError, match="nothing/model.ckpt"):
+        load_weights(model, missing)
+    with pytest.raises(FileNotFoundError, match="nothing/model.ckpt"):
+        load_tf1_checkpoint(model, missing)
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="empty.*'checkpoint' file"):
+        load_weights(model, str(tmp_path / "empty"))

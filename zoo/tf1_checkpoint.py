@@ -1,0 +1,326 @@
+"""Import (and export) of TF1 name-based checkpoints: DeepLab's and TF-slim's Xception65 and MobileNetV2.
+
+The weights users have for the paper's backbones are TF1 checkpoints: DeepLab's
+model zoo (`xception_65` ImageNet, and DeepLab models trained on COCO/VOC, with their
+head and decoder) and TF-slim's ImageNet MobileNetV2 (`mobilenet_v2_1.0_224`). This
+module maps our layer names to their variable names, read with
+`tf.train.load_checkpoint`. The mapping was derived from the source of
+tensorflow/models: `research/deeplab/core/xception.py` (scopes `xception_65/
+{entry,middle,exit}_flow/blockN/unit_M/xception_module/separable_convK_{depthwise,
+pointwise}`, `shortcut`, root `entry_flow/conv1_{1,2}`),
+`research/deeplab/core/feature_extractor.py` (scope names `xception_65`,
+`MobilenetV2`; MobileNetV2 stops at `layer_18` = `expanded_conv_16`),
+`research/slim/nets/mobilenet/{mobilenet_v2,mobilenet,conv_blocks}.py` (`Conv`,
+`expanded_conv[_N]/{expand,depthwise,project}`; block 0 has no `expand`) and
+`research/deeplab/model.py` (`image_pooling`, `aspp0`, `aspp{i}`,
+`concat_projection`, `decoder/feature_projection0`, `decoder/decoder_conv0/
+decoder_conv0_{1,2}`, `logits/semantic`). Every slim conv is `weights` (and
+`biases` without BatchNorm), every slim BatchNorm `BatchNorm/{gamma,beta,
+moving_mean,moving_variance}`.
+
+The table is `LAYER_RULES`: a regular expression over our layer names and the TF1
+scope it maps to. Weight names within a scope are `WEIGHT_NAMES`.
+
+Layouts: slim's `weights` are [kh, kw, in, out] like Keras' Conv2D kernel, and slim's
+`depthwise_weights` are [kh, kw, in_channels, multiplier], exactly the layout of
+Keras' DepthwiseConv2D `depthwise_kernel` (both feed `tf.nn.depthwise_conv2d`), so
+no tensor is transposed. Two values are transformed, both exactly invertible:
+
+- `concat_projection/weights`: DeepLab concatenates [image pooling, aspp0, aspp1..n],
+  our heads [1x1, pyramid..., image pooling]; the input-channel blocks are reordered.
+- `moving_variance` where DeepLab's BatchNorm epsilon differs from ours (its
+  Xception65 backbone uses 1e-3, ours 1e-5): we store `variance + 1e-3 - 1e-5`, so
+  that inference computes exactly DeepLab's `1 / sqrt(variance + 1e-3)`.
+
+Our layers without a counterpart (they stay at their initialisation and are listed
+in the report):
+
+- KSAC's shared kernel and its per-rate BatchNorms (`head_ksac`): no TF1 model has them.
+  Our own exports name them `ksac/weights` and `ksac/rate{r}/BatchNorm/...` so that
+  they round-trip; DeepLab's checkpoints have no such tensors.
+- Our ASPP's rate branches (`head_aspp_rate*`) are regular 3x3 convolutions; DeepLab's
+  Xception ASPP is separable (`aspp{i}_depthwise`, `aspp{i}_pointwise`), so those
+  stay unused. A checkpoint with regular `aspp{i}/weights` does load into them.
+- `head_projection` (`concat_projection`) loads only where the branch count matches:
+  KSAC concatenates 3 branches; DeepLab's Xception ASPP concatenates 5 and its
+  MobileNetV2 model 2 (no atrous branches), so for KSAC it stays at initialisation.
+- The decoder's 3x3 convolutions (`decoder_conv1`, `decoder_conv2`) are regular;
+  DeepLab's released Xception models use separable ones (`decoder_conv0_depthwise`,
+  ...), which stay unused. The regular form (`decoder/decoder_conv0/decoder_conv0_{1,2}`)
+  loads.
+- `logits` loads only when the checkpoint's class count is the model's; otherwise it
+  is skipped with a message.
+
+Checkpoint tensors with no counterpart here: TF-slim's `MobilenetV2/Conv_1` (the
+1280-channel conv that DeepLab drops) and `MobilenetV2/Logits`, Xception's ImageNet
+`logits`, optimizer slots (`.../Momentum`), `ExponentialMovingAverage` shadows and
+`global_step`: all reported as unused.
+
+Rules for errors: a backbone tensor of another shape than ours is a
+`ShapeMismatchError` naming the tensor; a head/decoder tensor of another shape is
+skipped with a message ("where shapes allow"); a checkpoint none of whose tensors
+matches our backbone is an `ArchitectureMismatchError`.
+
+Padding: DeepLab's Xception pads explicitly and symmetrically before every stride-2
+convolution (`fixed_padding`); TF-slim's MobileNetV2 uses TF "SAME" padding like our
+Keras layers. At odd input sizes (e.g. 513) both are the same; at even sizes Keras
+"same" pads one pixel at the end only, which shifted every stride-2 feature map of
+our Xception65 by one pixel against DeepLab's. Our Xception65 therefore pads like
+DeepLab (`zoo/backbones/xception.py`, `_fixed_padding`): tests/test_zoo_tf1_checkpoint.py
+compares it with a `tf.nn` recomputation of DeepLab's at odd and even sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from zoo.weights import (
+    TF1_CHECKPOINT,
+    ArchitectureMismatchError,
+    ImportReport,
+    ShapeMismatchError,
+    tf1_checkpoint_prefix,
+    weight_id,
+)
+
+XCEPTION65_SCOPE = "xception_65"
+MOBILENET_V2_SCOPE = "MobilenetV2"
+BACKBONE_SCOPES = (XCEPTION65_SCOPE, MOBILENET_V2_SCOPE)
+
+# Keras weight name -> slim variable name within the layer's scope.
+WEIGHT_NAMES = {
+    "kernel": "weights",
+    "depthwise_kernel": "depthwise_weights",
+    "bias": "biases",
+    "gamma": "gamma",
+    "beta": "beta",
+    "moving_mean": "moving_mean",
+    "moving_variance": "moving_variance",
+}
+
+_FLOW = r"(?P<flow>entry|middle|exit)_flow_block(?P<block>\d+)_unit(?P<unit>\d+)"
+_XMODULE = XCEPTION65_SCOPE + "/{flow}_flow/block{block}/unit_{unit}/xception_module"
+
+# (regular expression over our layer name, TF1 scope, part). Parts: "backbone" (a shape
+# mismatch is an error), "head" (a shape mismatch skips the layer), "logits" (another
+# class count skips it). A BatchNorm's scope ends in /BatchNorm. `{aspp_index}` is the
+# 1-based position of the rate among the model's ASPP rates.
+LAYER_RULES: tuple[tuple[str, str, str], ...] = (
+    # Xception65, DeepLab's research/deeplab/core/xception.py
+    (r"entry_flow_conv1_(?P<n>[12])", XCEPTION65_SCOPE + "/entry_flow/conv1_{n}", "backbone"),
+    (r"entry_flow_conv1_(?P<n>[12])_bn", XCEPTION65_SCOPE + "/entry_flow/conv1_{n}/BatchNorm", "backbone"),
+    (_FLOW + r"_sepconv(?P<k>[123])_(?P<kind>depthwise|pointwise)", _XMODULE + "/separable_conv{k}_{kind}", "backbone"),
+    (_FLOW + r"_sepconv(?P<k>[123])_(?P<kind>depthwise|pointwise)_bn", _XMODULE + "/separable_conv{k}_{kind}/BatchNorm", "backbone"),
+    (_FLOW + r"_shortcut", _XMODULE + "/shortcut", "backbone"),
+    (_FLOW + r"_shortcut_bn", _XMODULE + "/shortcut/BatchNorm", "backbone"),
+    # MobileNetV2, TF-slim's research/slim/nets/mobilenet (our names are keras.applications')
+    (r"Conv1", MOBILENET_V2_SCOPE + "/Conv", "backbone"),
+    (r"bn_Conv1", MOBILENET_V2_SCOPE + "/Conv/BatchNorm", "backbone"),
+    (r"expanded_conv_(?P<op>depthwise|project)", MOBILENET_V2_SCOPE + "/expanded_conv/{op}", "backbone"),
+    (r"expanded_conv_(?P<op>depthwise|project)_BN", MOBILENET_V2_SCOPE + "/expanded_conv/{op}/BatchNorm", "backbone"),
+    (r"block_(?P<n>\d+)_(?P<op>expand|depthwise|project)", MOBILENET_V2_SCOPE + "/expanded_conv_{n}/{op}", "backbone"),
+    (r"block_(?P<n>\d+)_(?P<op>expand|depthwise|project)_BN", MOBILENET_V2_SCOPE + "/expanded_conv_{n}/{op}/BatchNorm", "backbone"),
+    # Head and decoder, DeepLab's research/deeplab/model.py
+    (r"head_pool_conv", "image_pooling", "head"),
+    (r"head_pool_conv_bn", "image_pooling/BatchNorm", "head"),
+    (r"head_conv1x1", "aspp0", "head"),
+    (r"head_conv1x1_bn", "aspp0/BatchNorm", "head"),
+    (r"head_aspp_rate(?P<rate>\d+)", "aspp{aspp_index}", "head"),
+    (r"head_aspp_rate(?P<rate>\d+)_bn", "aspp{aspp_index}/BatchNorm", "head"),
+    (r"head_projection", "concat_projection", "head"),
+    (r"head_projection_bn", "concat_projection/BatchNorm", "head"),
+    (r"decoder_low_level", "decoder/feature_projection0", "head"),
+    (r"decoder_low_level_bn", "decoder/feature_projection0/BatchNorm", "head"),
+    (r"decoder_conv(?P<n>[12])", "decoder/decoder_conv0/decoder_conv0_{n}", "head"),
+    (r"decoder_conv(?P<n>[12])_bn", "decoder/decoder_conv0/decoder_conv0_{n}/BatchNorm", "head"),
+    (r"logits", "logits/semantic", "logits"),
+    # Ours only (no TF1 model has a KSAC head): names for our own exports, so that they round-trip.
+    (r"head_ksac", "ksac", "head"),  # ksac/weights, ksac/rate{r}/BatchNorm/...
+)
+
+# BatchNorm epsilon of the TF1 models, by scope prefix (DeepLab's feature_extractor gives
+# Xception 1e-3; slim's MobileNetV2 keeps slim's default 1e-3; DeepLab's head/decoder 1e-5).
+SOURCE_BN_EPSILON = {XCEPTION65_SCOPE + "/": 1e-3, MOBILENET_V2_SCOPE + "/": 1e-3, "": 1e-5}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # compared by identity (a tf.Variable has no scalar ==)
+class Mapping:
+    """One of our weights and the TF1 tensor it maps to."""
+
+    weight: tf.Variable
+    tf1_name: str
+    part: str  # "backbone", "head" or "logits"
+    to_ours: Callable[[np.ndarray], np.ndarray] | None = None  # transform on import
+    to_tf1: Callable[[np.ndarray], np.ndarray] | None = None  # its inverse, on export
+
+    @property
+    def ours(self) -> str:
+        return weight_id(self.weight)
+
+
+def _source_epsilon(tf1_name: str) -> float:
+    return next(eps for prefix, eps in SOURCE_BN_EPSILON.items() if tf1_name.startswith(prefix))
+
+
+def _concat_transforms(pool_filters: int):
+    """DeepLab's [pool, aspp0, ...] input blocks <-> ours [aspp0, ..., pool]."""
+
+    def to_ours(value: np.ndarray) -> np.ndarray:
+        return np.concatenate([value[:, :, pool_filters:], value[:, :, :pool_filters]], axis=2)
+
+    def to_tf1(value: np.ndarray) -> np.ndarray:
+        return np.concatenate([value[:, :, -pool_filters:], value[:, :, :-pool_filters]], axis=2)
+
+    return to_ours, to_tf1
+
+
+def _variance_transforms(ours_epsilon: float, source_epsilon: float):
+    shift = source_epsilon - ours_epsilon
+    return (lambda v: v + shift), (lambda v: np.maximum(v - shift, 0.0))
+
+
+def tf1_mapping(model: keras.Model) -> list[Mapping]:
+    """Every weight of `model` that has a TF1 name, with that name (see `LAYER_RULES`).
+
+    Raises AssertionError if two weights map to the same name (the table is wrong).
+    """
+    aspp_rates = [m.group(1) for layer in model.layers if (m := re.fullmatch(r"head_aspp_rate(\d+)", layer.name))]
+    rules = [(re.compile(pattern), scope, part) for pattern, scope, part in LAYER_RULES]
+    mappings = []
+    for layer in model.layers:
+        for pattern, scope_template, part in rules:
+            match = pattern.fullmatch(layer.name)
+            if match is None:
+                continue
+            fields = match.groupdict()
+            if "rate" in fields:
+                fields["aspp_index"] = aspp_rates.index(fields["rate"]) + 1
+            scope = scope_template.format(**fields)
+            for weight in layer.weights:
+                parts = weight_id(weight).split("/")
+                short = parts[-1]
+                if len(parts) > 2 and parts[-2].startswith("bn_"):  # a BatchNorm inside a layer: KSAC's per-rate ones
+                    name = f"{scope}/{parts[-2][len('bn_'):]}/BatchNorm/{WEIGHT_NAMES[short]}"
+                else:
+                    name = f"{scope}/{WEIGHT_NAMES[short]}"
+                to_ours = to_tf1 = None
+                if short == "moving_variance":
+                    inner = {bn.name: bn for bn in getattr(layer, "batch_norms", [])}  # KSAC's per-rate BatchNorms
+                    ours_eps, source_eps = inner.get(parts[-2], layer).epsilon, _source_epsilon(name)
+                    if source_eps != ours_eps:
+                        to_ours, to_tf1 = _variance_transforms(ours_eps, source_eps)
+                elif layer.name == "head_projection":
+                    to_ours, to_tf1 = _concat_transforms(int(model.get_layer("head_pool_conv").filters))
+                mappings.append(Mapping(weight, name, part, to_ours, to_tf1))
+            break
+    names = [m.tf1_name for m in mappings]
+    duplicates = {n for n in names if names.count(n) > 1}
+    assert not duplicates, f"two weights map to the same TF1 names: {sorted(duplicates)}"
+    return mappings
+
+
+def _resolve(path: str) -> str:
+    prefix = tf1_checkpoint_prefix(path)
+    if prefix is None:
+        raise FileNotFoundError(
+            f"TF1 checkpoint not found: {path} (expected {path}.index and {path}.data-* beside it, "
+            "or a directory with a 'checkpoint' file; nothing is downloaded)"
+        )
+    return prefix
+
+
+def load_tf1_checkpoint(model: keras.Model, path: str) -> ImportReport:
+    """Copies the tensors of the TF1 checkpoint at `path` into `model` by the mapping of this module.
+
+    Args:
+        model: a model of `zoo.build_model` (any width; names do not depend on it).
+        path: a checkpoint prefix, its `.index` file, or a directory with a `checkpoint` file.
+
+    Returns:
+        The `ImportReport` (also printed).
+
+    Raises:
+        FileNotFoundError: no checkpoint at `path` (names the path).
+        ShapeMismatchError: a backbone tensor has another shape than ours (names it).
+        ArchitectureMismatchError: no backbone tensor of the checkpoint matches the model.
+    """
+    prefix = _resolve(path)
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
+    mappings = tf1_mapping(model)
+    report = ImportReport(prefix, TF1_CHECKPOINT)
+    values: list[tuple[Mapping, np.ndarray]] = []
+    skipped_scopes = set()  # TF1 scopes of head convolutions skipped for their shape
+    for m in mappings:
+        if m.tf1_name not in shapes:
+            continue
+        theirs, ours = shapes[m.tf1_name], tuple(m.weight.shape)
+        if theirs != ours:
+            if m.part == "backbone":
+                raise ShapeMismatchError(
+                    f"{prefix}: tensor {m.tf1_name} has shape {list(theirs)} but our {m.ours} has {list(ours)} "
+                    f"(model {model.name!r}: another width or variant of the backbone?)"
+                )
+            if m.part == "logits" and theirs[:-1] == ours[:-1]:
+                reason = f"{theirs[-1]} classes in the checkpoint, {ours[-1]} in the model; logits left at initialisation"
+            else:
+                reason = f"shape {list(theirs)}, ours {list(ours)}; left at initialisation"
+            report.skipped.append(f"{m.tf1_name} -> {m.ours}: {reason}")
+            skipped_scopes.add(m.tf1_name.rsplit("/", 1)[0])
+            continue
+        value = reader.get_tensor(m.tf1_name)
+        values.append((m, m.to_ours(value) if m.to_ours else value))
+    # The BatchNorm of a skipped head convolution is skipped too: statistics of another kernel are no use.
+    for scope in sorted(skipped_scopes):
+        orphans = [m for m, _ in values if m.tf1_name.startswith(scope + "/BatchNorm/")]
+        if orphans:
+            layer = orphans[0].ours.split("/")[0]
+            report.skipped.append(f"{scope}/BatchNorm -> {layer}: its convolution was skipped; left at initialisation")
+    values = [(m, v) for m, v in values if m.part == "backbone" or m.tf1_name.split("/BatchNorm/")[0] not in skipped_scopes]
+    if not any(m.part == "backbone" for m, _ in values):
+        expected = next((m.tf1_name for m in mappings if m.part == "backbone"), "?")
+        scopes = sorted({name.split("/")[0] for name in shapes})
+        raise ArchitectureMismatchError(
+            f"no tensor of {prefix} matches the backbone of model {model.name!r}: expected e.g. tensor "
+            f"{expected!r}; the checkpoint's top-level scopes are {scopes[:30]} (a checkpoint of another architecture?)"
+        )
+    for m, value in values:
+        m.weight.assign(value.astype(m.weight.dtype.as_numpy_dtype))
+    report.matched = [(m.ours, m.tf1_name) for m, _ in values]
+    used = {m.tf1_name for m, _ in values}
+    done = {m.ours for m, _ in values}
+    report.left_at_init = [weight_id(w) for w in model.weights if weight_id(w) not in done]
+    report.unused = sorted(name for name in shapes if name not in used)
+    print(report.summary())
+    return report
+
+
+def export_tf1_checkpoint(model: keras.Model, prefix: str) -> str:
+    """Writes every mapped weight of `model` under its TF1 name, as a TF1 name-based checkpoint.
+
+    The inverse of `load_tf1_checkpoint` for the weights it maps: the same files a v1
+    `Saver` writes (`prefix.index`, `prefix.data-00000-of-00001`, and a `checkpoint`
+    file naming it in its directory), so `tf.train.load_checkpoint`, DeepLab's
+    `--tf_initial_checkpoint` and `load_weights` read it. Returns `prefix`.
+    """
+    tensors = {m.tf1_name: (m.to_tf1(m.weight.numpy()) if m.to_tf1 else m.weight.numpy()) for m in tf1_mapping(model)}
+    folder = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.constant(tensors[name]) for name in names],
+    )
+    leaf = os.path.basename(prefix)
+    with open(os.path.join(folder, "checkpoint"), "w") as f:
+        f.write(f'model_checkpoint_path: "{leaf}"\nall_model_checkpoint_paths: "{leaf}"\n')
+    return prefix
