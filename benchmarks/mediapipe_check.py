@@ -91,7 +91,7 @@ def pad_to_square(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def non_square(images: list[np.ndarray]) -> list[np.ndarray]:
+def non_square_crops(images: list[np.ndarray]) -> list[np.ndarray]:
     """Crops alternating to landscape (3:5) and portrait (5:3), so that letterbox and stretch differ."""
     crops = []
     for i, image in enumerate(images):
@@ -100,8 +100,9 @@ def non_square(images: list[np.ndarray]) -> list[np.ndarray]:
     return crops
 
 
-def check(model: str, count: int = 6) -> dict[str, Any]:
-    """Runs `model` in MediaPipe and in LiteRT (our contract) and reports the agreement (see module doc)."""
+def check(model: str, count: int = 6, non_square: bool = True) -> dict[str, Any]:
+    """Runs `model` in MediaPipe and in LiteRT (our contract) and reports the agreement (see module doc);
+    `non_square=False`: the input-size comparison and the labels only."""
     from inference.preprocess import resize_bilinear
     from training.predict import predict_image
     from training.predictors import TFLitePredictor
@@ -111,7 +112,7 @@ def check(model: str, count: int = 6) -> dict[str, Any]:
     in_h, in_w = ours.input_size
     base = _val_images(description, count)
     at_size = {f"size_{i}": np.clip(np.round(resize_bilinear(im, in_h, in_w)), 0, 255).astype(np.uint8) for i, im in enumerate(base)}
-    crops = {f"crop_{i}": im for i, im in enumerate(non_square(base))}
+    crops = {f"crop_{i}": im for i, im in enumerate(non_square_crops(base))} if non_square else {}
     padded = {f"padded_{i}": pad_to_square(im) for i, im in enumerate(crops.values())}
     masks, labels = segment_with_mediapipe(model, {**at_size, **crops, **padded})
 
@@ -120,10 +121,7 @@ def check(model: str, count: int = 6) -> dict[str, Any]:
         return equal / sum(a.size for a, _ in pairs)
 
     ours_at_size = [predict_image(ours, im) for im in at_size.values()]  # at the input size: no resize
-    ours_crops = [predict_image(ours, im) for im in crops.values()]
-    ours_stretched = [predict_image(ours, im, resize="stretch") for im in crops.values()]
-    padded_masks = [masks[f"padded_{i}"][: im.shape[0], : im.shape[1]] for i, im in enumerate(crops.values())]
-    return {
+    result: dict[str, Any] = {
         "file": model,
         "model": description["name"],
         "precision": description.get("precision"),
@@ -134,12 +132,20 @@ def check(model: str, count: int = 6) -> dict[str, Any]:
         # Classes in our label maps at the input size: a check that varies proves more than one label everywhere.
         "classes_in_masks": len(np.unique(np.concatenate([m.ravel() for m in ours_at_size]))),
         "agreement_input_size": agreement(list(zip(ours_at_size, [masks[k] for k in at_size]))),
-        "agreement_stretch": agreement(list(zip(ours_crops, [masks[k] for k in crops]))),
-        "agreement_padded": agreement(list(zip(ours_crops, padded_masks))),
-        # Both stretched (our `--resize stretch`): what is left is each side's resampling.
-        "agreement_both_stretched": agreement(list(zip(ours_stretched, [masks[k] for k in crops]))),
+        "agreement_stretch": None,
+        "agreement_padded": None,
+        "agreement_both_stretched": None,
         "crop_sizes": [list(im.shape[:2]) for im in crops.values()],
     }
+    if crops:
+        ours_crops = [predict_image(ours, im) for im in crops.values()]
+        ours_stretched = [predict_image(ours, im, resize="stretch") for im in crops.values()]
+        padded_masks = [masks[f"padded_{i}"][: im.shape[0], : im.shape[1]] for i, im in enumerate(crops.values())]
+        result["agreement_stretch"] = agreement(list(zip(ours_crops, [masks[k] for k in crops])))
+        result["agreement_padded"] = agreement(list(zip(ours_crops, padded_masks)))
+        # Both stretched (our `--resize stretch`): what is left is each side's resampling.
+        result["agreement_both_stretched"] = agreement(list(zip(ours_stretched, [masks[k] for k in crops])))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
