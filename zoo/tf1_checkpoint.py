@@ -295,11 +295,8 @@ def load_tf1_checkpoint(model: keras.Model, path: str) -> ImportReport:
         m.weight.assign(value.astype(m.weight.dtype.as_numpy_dtype))
     report.matched = [(m.ours, m.tf1_name) for m, _ in values]
     used = {m.tf1_name for m, _ in values}
-    done = {m.ours for m, _ in values}
-    report.left_at_init = [weight_id(w) for w in model.weights if weight_id(w) not in done]
     report.unused = sorted(name for name in shapes if name not in used)
-    print(report.summary())
-    return report
+    return report.finish(model)
 
 
 def export_tf1_checkpoint(model: keras.Model, prefix: str) -> str:

@@ -76,6 +76,13 @@ class ImportReport:
     layers_matched: int = 0
     layers_total: int = 0
 
+    def finish(self, model: keras.Model) -> "ImportReport":
+        """Lists the model's weights that no matched pair reached (`left_at_init`), prints the report, returns it."""
+        used = {ours for ours, _ in self.matched}
+        self.left_at_init = [weight_id(w) for w in model.weights if weight_id(w) not in used]
+        print(self.summary())
+        return self
+
     def summary(self) -> str:
         """The report as printed: counts on the first line, then the names (the first few of each kind)."""
         title = FORMAT_TITLES.get(self.format, self.format)
@@ -198,11 +205,8 @@ def load_hdf5_weights(model: keras.Model, path: str) -> ImportReport:
     report = ImportReport(path, HDF5, layers_matched=len(matched_layers), layers_total=len(layers))
     for name in matched_layers:
         report.matched += [(weight_id(w), s) for w, s in zip(layers[name].weights, stored[name])]
-    used = {ours for ours, _ in report.matched}
-    report.left_at_init = [weight_id(w) for w in model.weights if weight_id(w) not in used]
     report.unused = [s for name, names in stored.items() if name not in layers for s in names]
-    print(report.summary())
-    return report
+    return report.finish(model)
 
 
 def load_keras_model_weights(model: keras.Model, path: str) -> ImportReport:
@@ -236,11 +240,8 @@ def load_keras_model_weights(model: keras.Model, path: str) -> ImportReport:
         raise ArchitectureMismatchError(
             f"no layer of {path} matches a layer of model {model.name!r} by name and weight shapes"
         )
-    used = {ours for ours, _ in report.matched}
-    report.left_at_init = [weight_id(w) for w in model.weights if weight_id(w) not in used]
     report.unused = [weight_id(w) for w in source.weights if id(w) not in used_source]
-    print(report.summary())
-    return report
+    return report.finish(model)
 
 
 def load_weights(model: keras.Model, path: str) -> ImportReport:

@@ -97,7 +97,7 @@ def reference(out: str, images: dict[str, np.ndarray]) -> dict:
         model = f"model_{precision}.tflite"
         predictor = TFLitePredictor(os.path.join(out, model), threads=1)
         desc = predictor.description
-        entry = {"labels": list(desc.get("label_names") or desc.get("labels") or []), "input_size": list(predictor.input_size), "images": {}}
+        entry = {"labels": list(desc.get("label_names") or []), "input_size": list(predictor.input_size), "images": {}}
         for name, rgb in images.items():
             start = time.perf_counter()
             labels = predict_image(predictor, rgb)
