@@ -58,9 +58,10 @@ def _plain_export(model: Any, precision: str, calibration_steps: int = 8) -> byt
     import tensorflow as tf
 
     import zoo
+    from convert.export import plain_converter
     from convert.metadata import add_metadata
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = plain_converter(model)
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]

@@ -1,7 +1,7 @@
 """Turns a model into `.tflite` bytes for a benchmark row, with the project's exporter or the naive one.
 
 `export(model, precision, naive=...)` calls `convert.export.export_tflite`: the
-KSAC-aware exporter (`naive=False`) or its plain `TFLiteConverter.from_keras_model`
+KSAC-aware exporter (`naive=False`) or the plain TFLiteConverter (what `from_keras_model` gives; `convert.export.plain_converter`)
 baseline (`naive=True`), so benchmark files are made exactly as users make them.
 """
 
@@ -36,7 +36,7 @@ def export(
         model: a model built by `zoo.build_model` (BatchNorm statistics randomised for benchmarks)
             or trained by training/train.py.
         precision: "fp32", "fp16" or "int8" (full-integer post-training quantization).
-        naive: plain `TFLiteConverter.from_keras_model` instead of the KSAC-aware exporter.
+        naive: the plain TFLiteConverter (what `from_keras_model` gives; `convert.export.plain_converter`) instead of the KSAC-aware exporter.
         calibration_steps: calibration images for int8 (the synthetic data, or the data a trained
             model was trained on).
         check_parity: let the exporter compare the file's outputs with the Keras model's.

@@ -4,7 +4,7 @@
     python benchmarks/run.py --models mobilenetv2_ksac --output-stride 8,16 --precisions int8 --threads 1,2
 
 Every model is converted with the project's KSAC-aware exporter and, for
-comparison, with plain `TFLiteConverter.from_keras_model` (rows with exporter
+comparison, with the plain TFLiteConverter (what `from_keras_model` gives; `convert.export.plain_converter`) (rows with exporter
 "naive"); each file is then timed in LiteRT (XNNPACK on CPU, round-robin with the
 other files of its backbone), its peak memory is taken in a fresh process, and its
 achieved MACs/s is set beside a measured dense-convolution peak of this CPU. The

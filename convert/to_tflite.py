@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--compare-naive",
         action="store_true",
-        help="also convert with plain TFLiteConverter.from_keras_model and report both side by side",
+        help="also convert with the plain TFLiteConverter (what from_keras_model gives) and report both side by side",
     )
     parser.add_argument("--force", action="store_true", help="write the file even if fp32/fp16 parity fails")
     parser.add_argument(

@@ -125,12 +125,13 @@ def save_tiny_model(make_tiny_export_model: Callable[..., Any]) -> Callable[...,
 @pytest.fixture(scope="session")
 def one_conv_tflite() -> bytes:
     """A one-convolution .tflite (float 1x9x9x3 input, 2 output channels) without metadata; fast to make."""
-    import tensorflow as tf
     import tf_keras as keras
+
+    from convert.export import plain_converter
 
     inputs = keras.Input((9, 9, 3), batch_size=1)
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    return plain_converter(model).convert()
 
 
 # ---------------------------------------------------------------- LiteRT's GPU accelerator

@@ -11,9 +11,9 @@ pytestmark = pytest.mark.xdist_group("tiny_tflite")
 @pytest.fixture(scope="module")
 def tiny_tflite(tiny_ksac) -> bytes:
     """A tiny KSAC model converted with plain TFLiteConverter (the harness is under test, not the exporter)."""
-    import tensorflow as tf
+    from convert.export import plain_converter
 
-    return tf.lite.TFLiteConverter.from_keras_model(tiny_ksac).convert()
+    return plain_converter(tiny_ksac).convert()
 
 
 def test_randomize_batchnorm_is_seeded_and_positive(make_tiny_model):

@@ -103,12 +103,12 @@ def test_int8_input_scale_is_moved_off_rounding_ties():
     import tensorflow as tf
     import tf_keras as keras
 
-    from convert.export import untie_input_scale
+    from convert.export import plain_converter, untie_input_scale
     from convert.inspect import load_model
 
     inputs = keras.Input((9, 9, 3), batch_size=1)
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = plain_converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     # Calibration images reaching pixel 0 and 255: the input scale is 2/255, every pixel on a tie.
     converter.representative_dataset = lambda: ([np.full((1, 9, 9, 3), v, np.float32)] for v in (-1.0, 1.0))

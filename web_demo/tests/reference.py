@@ -79,13 +79,14 @@ def make_bad_files(out: str) -> None:
         f.write(b"\x89PNG\r\n\x1a\n" + b"no image here" * 8)
     path = os.path.join(out, "nometa.tflite")
     if not os.path.isfile(path):
-        import tensorflow as tf
         import tf_keras as keras
+
+        from convert.export import plain_converter
 
         inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3))
         model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs))
         with open(path, "wb") as f:
-            f.write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+            f.write(plain_converter(model).convert())
 
 
 def reference(out: str, images: dict[str, np.ndarray]) -> dict:
