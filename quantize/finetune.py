@@ -159,7 +159,7 @@ def run_qat(config: QATExperimentConfig, model=None, *, resume: bool = False, lo
     from training.config import write as write_config
     from training.datasets import DatasetError, open_dataset
     from training.pipeline import train_batches
-    from training.trainer import Trainer, make_strategy
+    from training.trainer import Trainer, make_strategy, multi_worker_requested
     from zoo import describe, update_description
     from zoo.files import atomic_save_keras, atomic_write_bytes, atomic_write_json
 
@@ -168,6 +168,9 @@ def run_qat(config: QATExperimentConfig, model=None, *, resume: bool = False, lo
     out, run, data = config.training.out, config.training, config.data
     if resume:
         check_resume(config)
+    if multi_worker_requested(run.strategy):
+        raise QATError("QAT fine-tuning runs in one process (several GPUs of one machine are fine; unset TF_CONFIG); "
+                       "multi-worker training is for training/train.py")  # fmt: skip
 
     # Everything that can fail on bad input fails here, before the output folder is written.
     dataset = open_dataset(data.train, "train")
@@ -203,7 +206,7 @@ def run_qat(config: QATExperimentConfig, model=None, *, resume: bool = False, lo
             start_step = trainer.restore()
         except FileNotFoundError as error:
             raise QATError(str(error)) from None
-        log(f"resumed {out} from {trainer.manager.latest_checkpoint} at step {start_step}")
+        log(f"resumed {out} from {trainer.restored_from} at step {start_step}")
 
     os.makedirs(out, exist_ok=True)
     write_config(config, out)

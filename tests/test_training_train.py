@@ -147,3 +147,41 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys):
     assert train_cli.main(args) == 1
     err = capsys.readouterr().err
     assert "loss is" in err and not os.path.exists(os.path.join(out, "model.keras"))
+
+
+def test_what_a_killed_checkpoint_save_leaves_is_removed(tmp_path):
+    import tensorflow as tf
+
+    from training.runs import remove_partial_checkpoints
+
+    variable = tf.Variable(1.0)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=variable), str(tmp_path), max_to_keep=3, checkpoint_name="ckpt")
+    for step in (2, 4):
+        variable.assign(float(step))
+        manager.save(checkpoint_number=step)
+    # A save killed half-way: its temp folder, or its files before the state file lists it.
+    (tmp_path / "ckpt-6_temp").mkdir()
+    (tmp_path / "ckpt-6_temp" / "part-00000-of-00001.index").write_bytes(b"partial")
+    (tmp_path / "ckpt-6.index").write_bytes(b"partial")
+    before = sorted(os.listdir(tmp_path))
+    removed = sorted(os.path.basename(p) for p in remove_partial_checkpoints(str(tmp_path)))
+    assert removed == ["ckpt-6.index", "ckpt-6_temp"]
+    assert sorted(os.listdir(tmp_path)) == sorted(set(before) - set(removed))
+    tf.train.Checkpoint(v=variable).restore(tf.train.latest_checkpoint(str(tmp_path)))
+    assert float(variable.numpy()) == 4.0
+
+
+def test_a_lost_peer_is_named_in_the_message():
+    import tensorflow as tf
+
+    from training.trainer import peer_error_reason
+
+    heartbeat = ("Graph execution error:\n\nDetected at node X defined at (most recent call last):\n  File \"a.py\", line 1\n"
+                 "Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks are unhealthy "
+                 "(stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have crashed.")  # fmt: skip
+    reset = ('Graph execution error:\n  File "train.py", line 382, in <module>\nAdditional GRPC error information from remote '
+             'target /job:worker/replica:0/task:0 while calling /tensorflow.WorkerService/RecvBuf:\n'
+             ':UNKNOWN:Error received from peer  {grpc_status:14, grpc_message:"recvmsg:Connection reset by peer"}')  # fmt: skip
+    assert peer_error_reason(tf.errors.UnavailableError(None, None, heartbeat)) == "/job:worker/replica:0/task:1 stopped sending heartbeats"
+    assert peer_error_reason(tf.errors.UnavailableError(None, None, reset)) == "/job:worker/replica:0/task:0: recvmsg:Connection reset by peer"
+    assert peer_error_reason(tf.errors.AbortedError(None, None, "Graph execution error:\n  File \"x\"\nsomething broke")) == "something broke"

@@ -6,7 +6,9 @@ Modules (one job each):
   `DatasetError`.
 - `synthetic`: the procedural 21-class dataset (colour family x shape, textured objects of radius 7 to 96 px, about 14x).
 - `preprocess`: `normalize`, `eval_inputs` (THE evaluation/calibration/parity transform), `train_augment`.
-- `pipeline`: the tf.data training stream, a pure function of (seed, step) so that resume is exact.
+- `pipeline`: the tf.data training stream, a pure function of (seed, step) so that resume is exact;
+  sharded by position, each worker decodes only its replicas' slices of the global batch.
+- `trainer`: the one training loop (float and QAT): strategies, checkpoints, a lost worker.
 - `losses`: cross-entropy ignoring 255, L2 weight decay.
 - `metrics`: `ConfusionMatrix` (streaming mIoU).
 - `predictors`: `load_predictor(path)` for `.keras` and `.tflite`.

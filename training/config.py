@@ -91,6 +91,7 @@ class TrainingConfig:
     log_every: int = 10
     strategy: str = "auto"  # auto | default | mirrored | multiworker
     cpu_replicas: int = 0  # split the CPU into N logical devices (a testing aid)
+    float64: bool = False  # train in float64 (a numerical check: rounding vs logic); the saved model is float32
 
 
 @dataclass
@@ -277,8 +278,9 @@ def add_loop_flags(parser: Any, log_name: str) -> None:
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (the final step is always checkpointed)")
     parser.add_argument("--log-every", type=int, help=f"steps between progress lines / {log_name} rows (the final step is always logged)")
     parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
-                        help="auto: multiworker if TF_CONFIG describes a cluster, mirrored (with synchronized BatchNorm) "
-                        "if several GPUs are visible, else one device")  # fmt: skip
+                        help="auto: multiworker if TF_CONFIG describes a cluster (several machines, one process each; "
+                        "README 'Training on several machines'), mirrored (with synchronized BatchNorm) if several GPUs "
+                        "are visible, else one device")  # fmt: skip
     parser.add_argument("--cpu-replicas", type=int, help="split the CPU into N logical devices and mirror across them "
                         "(a testing aid for multi-replica code without GPUs)")  # fmt: skip
     parser.add_argument("--no-data-check", dest="data_check", action="store_const", const=False,

@@ -9,12 +9,16 @@ IGNORE_LABEL = 255
 
 
 def masked_cross_entropy_sum(labels: tf.Tensor, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(sum of per-pixel cross-entropy over non-ignored pixels, number of those pixels), float32."""
+    """(sum of per-pixel cross-entropy over non-ignored pixels, number of those pixels).
+
+    float32, or float64 for a float64 model (`train.py --float64`); float16 logits are upcast.
+    """
     labels = tf.cast(labels, tf.int32)
     valid = tf.not_equal(labels, IGNORE_LABEL)
     safe = tf.where(valid, labels, tf.zeros_like(labels))
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=tf.cast(logits, tf.float32))
-    valid = tf.cast(valid, tf.float32)
+    dtype = tf.float64 if logits.dtype == tf.float64 else tf.float32
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=tf.cast(logits, dtype))
+    valid = tf.cast(valid, dtype)
     return tf.reduce_sum(ce * valid), tf.reduce_sum(valid)
 
 
@@ -34,5 +38,5 @@ def weight_decay_loss(model: keras.Model, weight_decay: float) -> tf.Tensor:
     """DeepLab's L2 regularisation: weight_decay * sum(w^2) / 2 over `decayed_variables(model)`."""
     kernels = decayed_variables(model)
     if weight_decay <= 0 or not kernels:
-        return tf.constant(0.0)
+        return tf.constant(0.0, kernels[0].dtype if kernels else tf.float32)
     return weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in kernels])

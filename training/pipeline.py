@@ -5,6 +5,11 @@ reads dataset index `permutation(seed, epoch)[k % n]` with epoch = k // n, and i
 augmented with the stateless seed (seed, k). Starting the stream at
 `start_step` therefore yields exactly the batches an uninterrupted run would
 have seen from that step on: that is what makes `--resume` exact.
+
+Under `tf.distribute`, each input pipeline (one per worker) reads only the positions
+of its own replicas' share of every global batch, so no worker decodes the whole
+dataset, and the global batch at a step is the same whatever the number of workers
+or replicas (augmentation is seeded by position, not by worker).
 """
 
 from __future__ import annotations
@@ -57,12 +62,29 @@ def train_batches(
     normalization: dict[str, Any],
     seed: int,
     start_step: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
 ) -> tuple[tf.data.Dataset, SampleLoader]:
-    """An endless tf.data.Dataset of (float32 [B, S, S, 3] images, int32 [B, S, S] labels) from `start_step`.
+    """An endless tf.data.Dataset of (float32 [b, S, S, 3] images, int32 [b, S, S] labels) from `start_step`.
+
+    Without `input_context`, b is the global batch. With it (from
+    `strategy.distribute_datasets_from_function`), the dataset is this input
+    pipeline's: one batch per local replica and step, in replica order, each of the
+    per-replica batch size, holding the positions of that replica's slice of the
+    global batch.
 
     Returns the dataset and its `SampleLoader` (whose `.error` explains a pipeline failure).
     """
     loader = SampleLoader(dataset, seed)
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline = input_context.input_pipeline_id if input_context else 0
+    if global_batch % pipelines:
+        raise ValueError(f"batch size {global_batch} is not divisible by the {pipelines} input pipelines (workers)")
+    share = global_batch // pipelines  # this pipeline's samples per step
+    batch = input_context.get_per_replica_batch_size(global_batch) if input_context else global_batch
+
+    def position(slot: tf.Tensor) -> tf.Tensor:
+        # slot counts this pipeline's samples from step 0; position counts the run's samples.
+        return slot // share * global_batch + pipeline * share + slot % share
 
     def load(position: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         image, mask = tf.numpy_function(loader, [position], [tf.uint8, tf.uint8], stateful=False)
@@ -73,13 +95,12 @@ def train_batches(
     def augment(image: tf.Tensor, mask: tf.Tensor, position: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return train_augment(image, mask, tf.stack([tf.constant(seed, tf.int64), position]), crop_size, normalization)
 
-    start = start_step * global_batch
-    ds = tf.data.Dataset.range(start, 2**62)
+    ds = tf.data.Dataset.range(start_step * share, 2**62).map(position)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(global_batch, drop_remainder=True).prefetch(2)
+    ds = ds.batch(batch, drop_remainder=True).prefetch(2)
     options = tf.data.Options()
     options.deterministic = True
-    # Every worker builds the same stream; each takes its share of every global batch.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # Sharding is done above, by position: tf.distribute must not shard again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.with_options(options), loader

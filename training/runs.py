@@ -82,12 +82,41 @@ def seed_dropout(layers: Sequence[Any], seed: int) -> list:
     return generators
 
 
-def restore_newest(checkpoint, manager, optimizer) -> int:
-    """Restores the newest checkpoint of `manager` into `checkpoint`; returns the step it was at.
+def restore_newest(checkpoint, directory: str, optimizer) -> tuple[int, str]:
+    """Restores the newest checkpoint in `directory` into `checkpoint`; returns (the step it was at, its path).
 
     Raises FileNotFoundError (naming the folder) when there is none, for `--resume`.
     """
-    if manager.latest_checkpoint is None:
-        raise FileNotFoundError(f"--resume: no checkpoint in {manager.directory}")
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    return int(optimizer.iterations.numpy())
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(directory)
+    if latest is None:
+        raise FileNotFoundError(f"--resume: no checkpoint in {directory}")
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    return int(optimizer.iterations.numpy()), latest
+
+
+def remove_partial_checkpoints(directory: str) -> list[str]:
+    """Deletes what an interrupted `CheckpointManager.save` left in `directory`; returns the removed paths.
+
+    TensorFlow writes a checkpoint into `<prefix>_temp/` and then moves it into place;
+    the `checkpoint` state file names it only once that finished (an atomic rename).
+    A process killed in between leaves the temp folder, or files of a checkpoint the
+    state file does not list yet: neither can ever be restored.
+    """
+    import shutil
+
+    import tensorflow as tf
+
+    if not os.path.isdir(directory):
+        return []
+    state = tf.train.get_checkpoint_state(directory)
+    listed = {os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else [])}
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        prefix = name.split(".")[0]
+        if name.endswith("_temp") or (prefix.startswith("ckpt-") and prefix not in listed):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            removed.append(path)
+    return removed

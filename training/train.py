@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shutil
 import sys
 import tempfile
 from typing import Any, Sequence
@@ -63,6 +62,7 @@ FLAGS = {
     "log_every": "training.log_every",
     "strategy": "training.strategy",
     "cpu_replicas": "training.cpu_replicas",
+    "float64": "training.float64",
 }
 # Fields a resumed run must keep: they define the model, the data and its order. (The schedule's
 # length may grow: a resumed run with more steps stretches the poly decay.)
@@ -70,7 +70,7 @@ LOCKED = (
     *(f"model.{f.name}" for f in dataclasses.fields(ModelConfig)),
     "data.train", "data.crop_size", "data.batch_size",
     *(f"optimizer.{f.name}" for f in dataclasses.fields(OptimizerConfig)),
-    "schedule.poly_power", "training.seed",
+    "schedule.poly_power", "training.seed", "training.float64",
 )  # fmt: skip
 LEGACY_CONFIG = "config.json"  # the flat config of runs started before config.yaml
 
@@ -118,6 +118,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help=f"continue the run in --out (else the --config file's out, else runs/latest) from its newest checkpoint: same step, learning rate, data position and RNG state; model/data settings come from its {CONFIG_FILE}")
     p.add_argument("--stop-at", type=int, help="stop after this step (checkpoint + model saved) although the schedule spans --steps; resume later with --resume")
     p.add_argument("--keep-checkpoints", type=int, help="how many recent checkpoints to keep")
+    p.add_argument("--float64", action="store_const", const=True, help="train in float64 (several times slower): a numerical check that tells float32 rounding from a logic error when two runs should agree, e.g. several workers against one process (README, 'Training on several machines'); the saved model.keras is float32")
     add_loop_flags(p, "train_log.csv")
     document_defaults(p, FLAGS, ExperimentConfig())
     return p.parse_args(argv)
@@ -237,15 +238,23 @@ def build(config: ExperimentConfig, dataset, sync: bool, input_size: int | None 
     )  # fmt: skip
 
 
-def export_model(train_model, config: ExperimentConfig, dataset, path: str, steps_done: int) -> None:
-    """Saves a clean copy (no SyncBN, input size `model.input_size`) of the trained model, atomically."""
+def export_model(train_model, strategy, config: ExperimentConfig, dataset, path: str, steps_done: int) -> None:
+    """Saves a clean float32 copy (no SyncBN, input size `model.input_size`) of the trained model, atomically."""
+    import tf_keras as keras
+
+    from training.trainer import local_weights
     from zoo import update_description
     from zoo.files import atomic_save_keras
 
-    clean = build(config, dataset, sync=False, input_size=config.model.input_size)
+    floatx = keras.backend.floatx()
+    keras.backend.set_floatx("float32")  # a --float64 run still saves a float32 model
+    try:
+        clean = build(config, dataset, sync=False, input_size=config.model.input_size)
+    finally:
+        keras.backend.set_floatx(floatx)
     for layer in clean.layers:
-        if layer.get_weights():
-            layer.set_weights(train_model.get_layer(layer.name).get_weights())
+        if layer.weights:
+            layer.set_weights(local_weights(train_model.get_layer(layer.name).weights, strategy))
     update_description(
         clean,
         data=config.data.train,
@@ -270,11 +279,15 @@ def train(args: argparse.Namespace) -> int:
     from training.config import write as write_config
     from training.datasets import open_dataset
     from training.runs import default_run_dir, point_latest
-    from training.trainer import Trainer, is_chief, make_strategy
+    from training.trainer import (
+        Trainer, is_chief, is_multi_worker, local_weights, make_strategy, multi_worker_requested, weights_checksum,
+    )
     from zoo import describe
     from zoo.files import atomic_write_json
 
     run = config.training
+    if multi_worker_requested(run.strategy) and not args.out:
+        raise UsageError("multi-worker training needs --out: the run folder, on storage every worker can read")
     strategy = make_strategy(run.strategy, run.cpu_replicas)
     replicas = strategy.num_replicas_in_sync
     if config.data.batch_size % replicas:
@@ -286,73 +299,84 @@ def train(args: argparse.Namespace) -> int:
         dataset.check()
 
     keras.utils.set_random_seed(run.seed)
+    # For the whole run: Keras reads floatx when it builds layers and applies constraints.
+    keras.backend.set_floatx("float64" if run.float64 else "float32")
     with strategy.scope():
         try:
             model = build(config, dataset, sync=replicas > 1, weights=None if args.resume else config.model.weights)
         except ValueError as error:  # a model option or weights file that does not fit
             raise UsageError(str(error)) from None
 
-    chief = is_chief(strategy)
+    chief, multi_worker = is_chief(strategy), is_multi_worker(strategy)
     given_out = run.out
     out = given_out or default_run_dir(config.model.name)
-    # Non-chief workers of a multi-worker run write their (required) checkpoint copies to a scratch folder.
-    work_dir = out if chief else tempfile.mkdtemp(prefix="ksac_worker_")
-    trainer = Trainer(
-        model, strategy, config.optimizer, config.schedule, work_dir=work_dir, seed=run.seed,
-        checkpoint_every=run.checkpoint_every, keep_checkpoints=run.keep_checkpoints, log_every=run.log_every, chief=chief,
-    )  # fmt: skip
-    start_step = 0
-    if args.resume:
-        try:
-            start_step = trainer.restore()
-        except FileNotFoundError as error:
-            raise UsageError(str(error)) from None
-        print(f"resumed {out} from {trainer.manager.latest_checkpoint} at step {start_step}")
-    steps = config.schedule.steps
-    stop_step = min(steps, args.stop_at or steps)
-    if start_step >= stop_step:
-        print(f"nothing to do: the run is at step {start_step}, --steps/--stop-at is {stop_step}")
-        return 0
+    # Only the chief writes the run folder. The other workers must still take part in every
+    # checkpoint save (saving reads synchronized variables, a collective op), so they write
+    # theirs to a scratch folder, and resume from the chief's.
+    with tempfile.TemporaryDirectory(prefix="ksac_worker_") as scratch:
+        work_dir = out if chief else scratch
+        trainer = Trainer(
+            model, strategy, config.optimizer, config.schedule, work_dir=work_dir, seed=run.seed,
+            checkpoint_every=run.checkpoint_every, keep_checkpoints=run.keep_checkpoints, log_every=run.log_every, chief=chief,
+            restore_dir=os.path.join(out, "checkpoints"),
+        )  # fmt: skip
+        start_step = 0
+        if args.resume:
+            try:
+                start_step = trainer.restore()
+            except FileNotFoundError as error:
+                raise UsageError(str(error)) from None
+            print(f"resumed {out} from {trainer.restored_from} at step {start_step}")
+        steps = config.schedule.steps
+        stop_step = min(steps, args.stop_at or steps)
+        if start_step >= stop_step:
+            print(f"nothing to do: the run is at step {start_step}, --steps/--stop-at is {stop_step}")
+            return 0
 
-    os.makedirs(work_dir, exist_ok=True)
-    if chief:
-        run.out = os.path.abspath(out)
-        write_config(config, out)
-        if given_out is None or os.path.basename(os.path.dirname(os.path.abspath(out))) == "runs":
-            point_latest(out)
+        os.makedirs(work_dir, exist_ok=True)
+        if chief:
+            run.out = os.path.abspath(out)
+            write_config(config, out)
+            if given_out is None or os.path.basename(os.path.dirname(os.path.abspath(out))) == "runs":
+                point_latest(out)
 
-    print(
-        f"training {config.model.name} on {dataset.spec} ({len(dataset)} images, {dataset.num_classes} classes), "
-        f"{replicas} replica(s), global batch {config.data.batch_size}, crop {config.data.crop_size}, steps {start_step}->{stop_step}"
-    )
-    result = trainer.fit(
-        dataset, batch_size=config.data.batch_size, crop_size=config.data.crop_size,
-        normalization=describe(model)["normalization"], data_seed=run.seed, start_step=start_step, stop_step=stop_step,
-    )  # fmt: skip
-    if chief:
-        export_model(model, config, dataset, os.path.join(out, "model.keras"), result.step)
-        atomic_write_json(
-            os.path.join(out, "summary.json"),
-            {"step": result.step, "final_loss": result.loss, "images_per_s": result.images_per_s, "wall_s": result.wall_s},
+        print(
+            f"training {config.model.name} on {dataset.spec} ({len(dataset)} images, {dataset.num_classes} classes), "
+            f"{replicas} replica(s), global batch {config.data.batch_size}, crop {config.data.crop_size}, steps {start_step}->{stop_step}"
         )
-        speed = result.images_per_s
-        print(f"saved {os.path.join(out, 'model.keras')} (step {result.step}); mean speed {speed and round(speed, 2)} images/s")
-    else:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    return 0
+        result = trainer.fit(
+            dataset, batch_size=config.data.batch_size, crop_size=config.data.crop_size,
+            normalization=describe(model)["normalization"], data_seed=run.seed, start_step=start_step, stop_step=stop_step,
+        )  # fmt: skip
+        if multi_worker:
+            # No collective op after this point: a worker may exit while the chief still saves.
+            task = strategy.cluster_resolver.task_type, strategy.cluster_resolver.task_id
+            print(f"{task[0]} {task[1]}: weights checksum {weights_checksum(local_weights(model.weights, strategy))} at step {result.step}")
+        if chief:
+            export_model(model, strategy, config, dataset, os.path.join(out, "model.keras"), result.step)
+            atomic_write_json(
+                os.path.join(out, "summary.json"),
+                {"step": result.step, "final_loss": result.loss, "images_per_s": result.images_per_s, "wall_s": result.wall_s},
+            )
+            speed = result.images_per_s
+            print(f"saved {os.path.join(out, 'model.keras')} (step {result.step}); mean speed {speed and round(speed, 2)} images/s")
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (2 for bad flags/config, 1 for bad data or a diverged run)."""
+    """Command-line entry point; returns the exit code (2 for bad flags/config, 1 for bad data, a diverged run or a lost worker)."""
     args = parse_args(argv)
     from training.datasets import DatasetError
-    from training.trainer import NonFiniteLoss
+    from training.trainer import NonFiniteLoss, WorkerLost
 
     try:
         return train(args)
-    except (UsageError, DatasetError, FileNotFoundError, NonFiniteLoss) as err:
+    except (UsageError, DatasetError, FileNotFoundError, NonFiniteLoss, WorkerLost) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2 if isinstance(err, UsageError) else 1
+    finally:
+        if "tf_keras" in sys.modules:  # --float64 set it; callers in this process get float32 back
+            sys.modules["tf_keras"].backend.set_floatx("float32")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@
 model + optimiser + dropout RNGs (exact resume: same step, learning rate, data
 position and random masks), the `tf.distribute` step (loss = cross-entropy mean over
 the valid pixels of the GLOBAL batch + weight decay), the progress line, the CSV log,
-TensorBoard scalars and the non-finite-loss stop. What differs between the two
-callers (which model, how it is built, what is saved at the end) stays with them.
+TensorBoard scalars, the non-finite-loss stop and, in a multi-worker run
+(`MultiWorkerMirroredStrategy`, TF_CONFIG), the lost-worker stop (`WorkerLost`). What
+differs between the two callers (which model, how it is built, what is saved at the
+end) stays with them.
 
 Example:
     strategy = make_strategy("auto")
@@ -17,13 +19,16 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -31,13 +36,22 @@ from training.config import OptimizerConfig, ScheduleConfig
 from training.datasets import SegmentationDataset
 from training.losses import masked_cross_entropy_sum, weight_decay_loss
 from training.pipeline import train_batches
-from training.runs import CsvLog, format_eta, restore_newest, seed_dropout
+from training.runs import CsvLog, format_eta, remove_partial_checkpoints, restore_newest, seed_dropout
 
 LOG_COLUMNS = ("step", "loss", "lr", "images_per_s", "elapsed_s")
 
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+class WorkerLost(RuntimeError):
+    """Another worker of a multi-worker run stopped (killed, crashed, preempted); the message says how to resume."""
+
+
+# What a collective op raises when a peer is gone: TensorFlow's coordination service stops
+# getting the peer's heartbeats and aborts every pending collective on the survivors.
+PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError, tf.errors.CancelledError)
 
 
 @dataclass
@@ -48,6 +62,12 @@ class FitResult:
     loss: float
     images_per_s: float | None  # mean over the timed steps (the first, tracing step excluded)
     wall_s: float
+
+
+def multi_worker_requested(kind: str) -> bool:
+    """Whether strategy `kind` means a multi-worker run: "multiworker", or "auto" with a cluster in
+    TF_CONFIG (the environment variable TFJob and Vertex AI set on every worker)."""
+    return kind == "multiworker" or (kind == "auto" and bool(json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster")))
 
 
 def make_strategy(kind: str = "auto", cpu_replicas: int = 0) -> tf.distribute.Strategy:
@@ -61,12 +81,10 @@ def make_strategy(kind: str = "auto", cpu_replicas: int = 0) -> tf.distribute.St
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
         return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_replicas)])
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster")
-    gpus = tf.config.list_physical_devices("GPU")
-    if kind == "auto":
-        kind = "multiworker" if cluster else "mirrored" if len(gpus) > 1 else "default"
-    if kind == "multiworker":
+    if multi_worker_requested(kind):
         return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind == "auto":
+        kind = "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "default"
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
@@ -80,6 +98,45 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "chief" or (
         resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
     )
+
+
+def peer_error_reason(error: tf.errors.OpError) -> str:
+    """The informative part of a failed collective's message (TensorFlow's also holds a Python traceback)."""
+    message = error.message or ""
+    unhealthy = re.search(r"The following tasks are unhealthy[^\n]*\n\s*(/job:\S+)", message)
+    if unhealthy:
+        return f"{unhealthy.group(1)} stopped sending heartbeats"
+    grpc = re.search(r'grpc_message:"([^"]+)"', message)
+    if grpc:
+        target = re.search(r"from remote target (/job:\S+)", message)
+        return f"{target.group(1)}: {grpc.group(1)}" if target else grpc.group(1)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    plain = [line for line in lines if not line.endswith(":") and not line.startswith(("File ", "Detected at node"))]
+    return plain[0] if plain else type(error).__name__
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` spans several processes (TF_CONFIG cluster)."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def local_weights(variables: Iterable[tf.Variable], strategy: tf.distribute.Strategy) -> list[np.ndarray]:
+    """The values of `variables` as this process holds them (its first replica's copy).
+
+    Reading a distributed variable normally aggregates it across replicas, which for a
+    multi-worker run is a collective op every worker must join; the copies are equal
+    (mirrored variables get the same all-reduced updates, synchronized BatchNorm the
+    same statistics), so the chief reads its own without waiting for the others.
+    """
+    return [strategy.experimental_local_results(v)[0].numpy() for v in variables]
+
+
+def weights_checksum(weights: Iterable[np.ndarray]) -> str:
+    """A short SHA-256 of the weights' bytes: equal on every worker of a correct multi-worker run."""
+    digest = hashlib.sha256()
+    for value in weights:
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def make_optimizer(config: OptimizerConfig, schedule: ScheduleConfig):
@@ -114,6 +171,8 @@ class Trainer:
         optimizer: optimiser settings (lr for the global batch, momentum, weight decay).
         schedule: the poly schedule (steps, power).
         work_dir: where `checkpoints/`, the CSV log and `tensorboard/` go.
+        restore_dir: the checkpoint folder `restore` reads (default `work_dir/checkpoints`;
+            non-chief workers write to a scratch folder but resume from the chief's).
         seed: seeds the dropout RNGs (data order and augmentation are seeded in `fit`).
         dropout_layers: the layers whose Dropout RNGs are seeded and checkpointed
             (default `model.layers`; QAT passes the float layers inside the tfmot wrappers).
@@ -139,6 +198,7 @@ class Trainer:
         keep_checkpoints: int = 3,
         log_every: int = 10,
         chief: bool = True,
+        restore_dir: str | None = None,
         log: Callable[[str], None] = lambda line: print(line, flush=True),
     ) -> None:
         self.model = model
@@ -159,10 +219,25 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(work_dir, "checkpoints"), max_to_keep=keep_checkpoints, checkpoint_name="ckpt"
         )
+        self.restore_dir = restore_dir or self.manager.directory
+        self.restored_from: str | None = None
 
     def restore(self) -> int:
-        """Restores the newest checkpoint; returns its step (FileNotFoundError naming the folder if none)."""
-        return restore_newest(self.checkpoint, self.manager, self.optimizer)
+        """Restores the newest checkpoint of `restore_dir`; returns its step (FileNotFoundError naming the folder if none).
+
+        The chief first deletes what a killed save left behind (see `remove_partial_checkpoints`).
+        """
+        if self.chief:
+            remove_partial_checkpoints(self.restore_dir)
+        try:
+            step, self.restored_from = restore_newest(self.checkpoint, self.restore_dir, self.optimizer)
+            return step
+        except FileNotFoundError as error:
+            if self.chief:
+                raise
+            raise FileNotFoundError(
+                f"{error}: every worker resumes from the chief's run folder, which must be on storage all workers can read"
+            ) from None
 
     def _train_step(self, batch_size: int) -> Callable:
         model, optimizer, strategy, weight_decay = self.model, self.optimizer, self.strategy, self.weight_decay
@@ -210,8 +285,14 @@ class Trainer:
         csv_log = CsvLog(os.path.join(self.work_dir, self.log_name), LOG_COLUMNS)
         csv_log.keep_until(start_step)
         writer = tf.summary.create_file_writer(os.path.join(self.work_dir, "tensorboard"))
-        ds, loader = train_batches(dataset, batch_size, crop_size, normalization, data_seed, start_step)
-        batches = iter(self.strategy.experimental_distribute_dataset(ds))
+        loaders = []
+
+        def input_pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            ds, loader = train_batches(dataset, batch_size, crop_size, normalization, data_seed, start_step, context)
+            loaders.append(loader)
+            return ds
+
+        batches = iter(self.strategy.distribute_datasets_from_function(input_pipeline))
         train_step = self._train_step(batch_size)
 
         run_start = time.time()
@@ -220,9 +301,11 @@ class Trainer:
         while step < stop_step:
             try:
                 loss = float(train_step(batches))
-            except tf.errors.OpError:
-                if loader.error is not None:  # a sample that failed to decode: report it, not TensorFlow's wrapper
-                    raise loader.error from None
+            except tf.errors.OpError as error:
+                for loader in loaders:
+                    if loader.error is not None:  # a sample that failed to decode: report it, not TensorFlow's wrapper
+                        raise loader.error from None
+                self._raise_if_worker_lost(step + 1, error)
                 raise
             step += 1
             if not math.isfinite(loss):
@@ -251,7 +334,25 @@ class Trainer:
                     write_scalars(writer, step, loss=loss, learning_rate=lr, images_per_second=speed)
                 interval_start, interval_images = time.time(), 0
             if step % self.checkpoint_every == 0 or last:
-                self.manager.save(checkpoint_number=step)
+                try:
+                    self.manager.save(checkpoint_number=step)
+                except tf.errors.OpError as error:
+                    self._raise_if_worker_lost(step, error)
+                    raise
         writer.flush()
         speed = timed_steps * batch_size / timed_time if timed_time > 0 else None
         return FitResult(step=step, loss=loss, images_per_s=speed, wall_s=time.time() - run_start)
+
+    def _raise_if_worker_lost(self, step: int, error: tf.errors.OpError) -> None:
+        """Raises WorkerLost if `error` (at `step`) is a multi-worker collective that lost a peer, after
+        removing a checkpoint it left half-written; returns otherwise."""
+        if not (is_multi_worker(self.strategy) and isinstance(error, PEER_ERRORS)):
+            return
+        if self.chief:
+            remove_partial_checkpoints(self.manager.directory)
+        kept = tf.train.latest_checkpoint(self.manager.directory if self.chief else self.restore_dir)
+        raise WorkerLost(
+            f"lost another worker at step {step} ({peer_error_reason(error)}); stopping. "
+            f"The last checkpoint is {kept or 'none (no checkpoint was written yet)'}: restart every worker with "
+            "the same command plus --resume to continue from it."
+        ) from None
