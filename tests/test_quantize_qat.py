@@ -136,6 +136,13 @@ def test_resume_continues_from_the_last_checkpoint(qat_run):
         run_qat(*resolve_qat_config(merge(layer, {"data": {"batch_size": 4}})), resume=True, log=lines.append)
 
 
+def test_a_multi_worker_cluster_is_refused_before_anything_is_written(qat_run, tmp_path, capsys):
+    out = tmp_path / "mw"
+    assert qat_cli.main(["--model", qat_run[0].qat.model, "--strategy", "multiworker", "--out", str(out)]) == 1
+    assert "multi-worker training is for training/train.py" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_cli_errors_name_the_file(tmp_path, capsys):
     missing = str(tmp_path / "nope.keras")
     assert qat_cli.main(["--model", missing, "--steps", "1", "--out", str(tmp_path / "q")]) == 1
