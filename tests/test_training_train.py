@@ -112,7 +112,7 @@ def test_evaluate_and_predict(straight_run, tmp_path, capsys):
     assert np.asarray(Image.open(str(tmp_path / "pred" / "overlay_labels.png"))).shape == (100, 80)
 
 
-def test_bad_inputs_fail_before_writing(tmp_path, capsys):
+def test_bad_inputs_fail_before_writing(tmp_path, capsys, monkeypatch):
     folder = tmp_path / "data"
     (folder / "images").mkdir(parents=True)
     (folder / "masks").mkdir()
@@ -137,6 +137,9 @@ def test_bad_inputs_fail_before_writing(tmp_path, capsys):
     assert "ok.png" in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert evaluate_cli.main(["--model", str(tmp_path / "missing.keras")]) != 0
     assert "missing.keras" in capsys.readouterr().err
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]')  # unterminated
+    assert train_cli.main(TINY + ["--steps", "2", "--out", str(tmp_path / "tf_config")]) == 2
+    assert "TF_CONFIG is not valid JSON" in capsys.readouterr().err and not (tmp_path / "tf_config").exists()
 
 
 @pytest.mark.slow

@@ -286,7 +286,11 @@ def train(args: argparse.Namespace) -> int:
     from zoo.files import atomic_write_json
 
     run = config.training
-    if multi_worker_requested(run.strategy) and not args.out:
+    try:
+        multi_worker_wanted = multi_worker_requested(run.strategy)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    if multi_worker_wanted and not args.out:
         raise UsageError("multi-worker training needs --out: the run folder, on storage every worker can read")
     strategy = make_strategy(run.strategy, run.cpu_replicas)
     replicas = strategy.num_replicas_in_sync

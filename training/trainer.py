@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from training.config import OptimizerConfig, ScheduleConfig
+from training.config import ConfigError, OptimizerConfig, ScheduleConfig
 from training.datasets import SegmentationDataset
 from training.losses import masked_cross_entropy_sum, weight_decay_loss
 from training.pipeline import train_batches
@@ -66,8 +66,18 @@ class FitResult:
 
 def multi_worker_requested(kind: str) -> bool:
     """Whether strategy `kind` means a multi-worker run: "multiworker", or "auto" with a cluster in
-    TF_CONFIG (the environment variable TFJob and Vertex AI set on every worker)."""
-    return kind == "multiworker" or (kind == "auto" and bool(json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster")))
+    TF_CONFIG (the environment variable TFJob and Vertex AI set on every worker).
+
+    Raises ConfigError when TF_CONFIG is set but is not a JSON object.
+    """
+    text = os.environ.get("TF_CONFIG") or "{}"
+    try:
+        tf_config = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({error}): {text[:200]!r}") from None
+    if not isinstance(tf_config, dict):
+        raise ConfigError(f"TF_CONFIG must be a JSON object with 'cluster' and 'task', got {text[:200]!r}")
+    return kind == "multiworker" or (kind == "auto" and bool(tf_config.get("cluster")))
 
 
 def make_strategy(kind: str = "auto", cpu_replicas: int = 0) -> tf.distribute.Strategy:
