@@ -8,7 +8,9 @@ times it; a driver that crashes or hangs takes the child down, not the run.
 
 A software adapter (Mesa's llvmpipe, SwiftShader, ...) is a CPU emulating a GPU:
 it shows that a file runs on the GPU path and gives the same answer as the CPU,
-but its latency says nothing about a GPU, so it gets only a few timed runs.
+but its latency says nothing about a GPU, so it gets only a few timed runs. Which
+adapters are software is the adapter's own word: its type, "CPU / Software"
+(Vulkan's VK_PHYSICAL_DEVICE_TYPE_CPU; `inference.gpu.adapter_from_log`), never its name.
 """
 
 from __future__ import annotations
@@ -29,14 +31,15 @@ def probe_gpu() -> dict[str, Any]:
 
     Returns:
         {"available": bool, "reason": str (when not available), "adapter": the adapter's name or None,
-         "software": True for a CPU-emulated adapter (None when unknown)}.
+         "adapter_type": its own type ("Discrete GPU", "CPU / Software", ...) or None,
+         "software": True when that type is a CPU (None when unknown)}.
     """
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "probe.tflite"
         path.write_bytes(_tiny_tflite())
         result = gpu_report(str(path), timeout_s=180)
     probe = {"available": bool(result.get("available")), "adapter": result.get("adapter"),
-             "software": result.get("software")}  # fmt: skip
+             "adapter_type": result.get("adapter_type"), "software": result.get("software")}  # fmt: skip
     if not probe["available"]:
         probe["reason"] = result.get("reason") or "unknown"
     return probe

@@ -4,7 +4,10 @@
     python -m inference.gpu model_int8.tflite --runs 30       # ... and its latency there
     python -m inference.gpu model_fp32.tflite --enforce-f32   # fp32 compute instead of the default fp16
 
-It prints one JSON object (see `gpu_report`). This module needs only numpy and
+It prints one JSON object (see `gpu_report`), exit status 0, whether or not a GPU
+accelerator loads. A file that is not a model, or `--images` that are not a .npy
+array fitting the model's input, is bad input, not "no GPU": one `error:` line
+and exit status 2, nothing on stdout. This module needs only numpy and
 ai-edge-litert: on a machine with a GPU, copy the `.tflite` files over, `pip install
 ai-edge-litert numpy`, and run it from a checkout (or with `inference/` on the path);
 no TensorFlow is involved.
@@ -30,22 +33,35 @@ from typing import Any
 
 import numpy as np
 
+# Exit status of `python -m inference.gpu` for bad input (a file that is no model, --images that do not fit).
+EXIT_BAD_INPUT = 2
 # "Selected adapter: llvmpipe (LLVM 15.0.6, 256 bits), arch=software, vendor=mesa, backend=Vulkan, adapterType=CPU / Software"
-_ADAPTER_LINE = re.compile(r"Selected adapter: (?P<name>.*?), arch=(?P<arch>[^,]*),.*?adapterType=(?P<type>[^\n]*)")
-# Adapters that are a CPU emulating a GPU: their timings say nothing about a GPU.
-_SOFTWARE_NAMES = re.compile(r"llvmpipe|lavapipe|swiftshader|softpipe|warp", re.IGNORECASE)
+_ADAPTER_LINE = re.compile(r"Selected adapter: (?P<name>.*?), arch=.*?adapterType=(?P<type>[^\n]*)")
+# The adapter's own type as LiteRT's WebGPU accelerator writes Dawn's wgpu::AdapterType: "Discrete GPU",
+# "Integrated GPU", "CPU / Software" or "Other". On Vulkan, Dawn takes it from the device's
+# VkPhysicalDeviceType, so "CPU / Software" is VK_PHYSICAL_DEVICE_TYPE_CPU: a CPU emulating a GPU
+# (Mesa's llvmpipe, SwiftShader), whose timings say nothing about a GPU.
+SOFTWARE_ADAPTER_TYPE = "CPU / Software"
 
 
-def adapter_from_log(log: str) -> tuple[str | None, bool | None]:
-    """(adapter name, whether it is a software adapter) from the WebGPU accelerator's log; (None, None) if unsaid."""
+class ImagesMismatch(ValueError):
+    """Images to compare on that are not a [n, H, W, C] array fitting the model's input."""
+
+
+def adapter_from_log(log: str) -> dict[str, Any]:
+    """The adapter the WebGPU accelerator selected, from its log (all None when the log does not say).
+
+    Returns:
+        {"adapter": its name (Vulkan's deviceName, e.g. "NVIDIA H100 80GB HBM3"), "adapter_type": its
+         own type ("Discrete GPU", "Integrated GPU", "CPU / Software", "Other"), "software": whether that
+         type is a CPU, from the type alone (never from the name)}.
+    """
     match = _ADAPTER_LINE.search(log)
     if not match:
-        return None, None
-    name = match.group("name").strip()
-    software = bool(
-        _SOFTWARE_NAMES.search(name) or "software" in match.group("arch").lower() or "CPU" in match.group("type")
-    )
-    return name, software
+        return {"adapter": None, "adapter_type": None, "software": None}
+    adapter_type = match.group("type").strip()
+    return {"adapter": match.group("name").strip(), "adapter_type": adapter_type,
+            "software": adapter_type == SOFTWARE_ADAPTER_TYPE}  # fmt: skip
 
 
 def smooth_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -100,25 +116,34 @@ def check(
 
     Returns:
         See `gpu_report`.
+
+    Raises:
+        InvalidModel: LiteRT cannot read `path` (a ValueError; never reported as "no GPU").
+        ImagesMismatch: `images` do not fit the model's input (a ValueError).
     """
     from inference.runtime import GpuUnavailable, TFLiteModel, peak_rss_kb
 
+    # The CPU reference first: a file that is no model, or images that do not fit it, are bad
+    # input whether or not a GPU loads, and are refused before any GPU work.
+    cpu = TFLiteModel(path, device="cpu")
+    batch = smooth_input(cpu.input.shape) if images is None else np.asarray(images)
+    if batch.ndim != 4 or len(batch) == 0:
+        raise ImagesMismatch(f"want [n, H, W, C] with n >= 1, got shape {list(batch.shape)}")
+    try:
+        cpu_outputs = [cpu.run(image[None]) for image in batch]
+    except ValueError as error:  # the runtime's one input check: wrong size, channels or dtype
+        raise ImagesMismatch(f"do not fit {path}: {error}") from error
     result: dict[str, Any] = {"precision": "fp32" if enforce_f32 else "fp16"}
     try:
         gpu = TFLiteModel(path, device="gpu", enforce_f32=enforce_f32, require_full_acceleration=False)
     except GpuUnavailable as error:
-        adapter, software = adapter_from_log(error.log)
         # fully_accelerated False: an adapter loaded but refuses some ops; None: no adapter at all.
         return dict(result, available=error.fully_accelerated is False, fully_accelerated=error.fully_accelerated,
-                    reason=error.reason, adapter=adapter, software=software)  # fmt: skip
-    adapter, software = adapter_from_log(gpu.gpu_log)
-    result.update(available=True, fully_accelerated=gpu.fully_accelerated, adapter=adapter, software=software)
+                    reason=error.reason, **adapter_from_log(error.log))  # fmt: skip
+    result.update(available=True, fully_accelerated=gpu.fully_accelerated, **adapter_from_log(gpu.gpu_log))
     if not gpu.fully_accelerated:
         # Without CPU fallback a partly accelerated model does not run; say so instead of timing half of it.
         return dict(result, reason="not every op of the model runs on the GPU accelerator")
-    cpu = TFLiteModel(path, device="cpu")
-    batch = smooth_input(cpu.input.shape) if images is None else np.asarray(images, np.float32)
-    cpu_outputs = [cpu.run(image[None]) for image in batch]
     gpu_outputs = [gpu.run(image[None]) for image in batch]
     result.update(compare(cpu_outputs, gpu_outputs), images=len(batch))
     if runs > 0:
@@ -151,10 +176,15 @@ def gpu_report(
     Returns:
         {"available": whether an accelerator loaded, "reason": why not / why it did not run,
          "fully_accelerated": True/False (None when none loaded), "adapter": e.g. "llvmpipe (LLVM 15.0.6,
-         256 bits)", "software": True for CPU-emulated adapters, "precision": "fp16" or "fp32" (GPU
+         256 bits)", "adapter_type": the adapter's own type (see `adapter_from_log`), "software": True
+         when that type is "CPU / Software" (a CPU-emulated adapter), "precision": "fp16" or "fp32" (GPU
          arithmetic), "argmax_agreement": percent of pixels whose arg-max equals LiteRT CPU's,
          "max_abs_diff": max |GPU - CPU| of float outputs, "images", and with `runs`: "p50_ms",
          "p90_ms", "mean_ms", "min_ms", "runs", "warmup", "peak_rss_mb"}.
+
+    Raises:
+        ValueError: bad input, in the child's words: `path` is not a model LiteRT can read, or
+            `images` do not fit its input (a corrupt file is not reported as "no GPU").
     """
     with tempfile.TemporaryDirectory(prefix="ksac_gpu_") as folder:
         command = [sys.executable, "-m", "inference.gpu", os.fspath(path), "--warmup", str(warmup), "--runs", str(runs)]
@@ -168,6 +198,9 @@ def gpu_report(
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return {"available": False, "fully_accelerated": None, "reason": f"the GPU check did not finish within {timeout_s:.0f} s"}
+    if done.returncode == EXIT_BAD_INPUT:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        raise ValueError(errors[-1][len("error: "):] if errors else f"the GPU check refused {path} (exit status 2)")
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if lines:
         return json.loads(lines[-1])
@@ -175,6 +208,15 @@ def gpu_report(
 
     reason = accelerator_reason(done.stderr, f"the GPU child process exited with status {done.returncode}")
     return {"available": False, "fully_accelerated": None, "reason": reason}
+
+
+def load_images(path: str) -> np.ndarray:
+    """The array of a .npy file (`check` checks that it fits the model); ImagesMismatch when there is none."""
+    try:
+        with open(path, "rb") as f:
+            return np.lib.format.read_array(f, allow_pickle=False)  # .npy only: no archive, no pickle
+    except (OSError, ValueError, EOFError) as error:
+        raise ImagesMismatch(f"not a .npy array: {error}") from error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,10 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs before timing (default 3)")
     parser.add_argument("--runs", type=int, default=0, help="timed runs (default 0: no timing)")
     args = parser.parse_args(argv)
-    if not os.path.isfile(args.tflite):
-        parser.error(f"file not found: {args.tflite}")
-    images = np.load(args.images) if args.images else None
-    print(json.dumps(check(args.tflite, images, enforce_f32=args.enforce_f32, warmup=args.warmup, runs=args.runs)), flush=True)
+    # Bad input is one line and EXIT_BAD_INPUT, nothing on stdout; it is never reported as "no GPU".
+    try:
+        if not os.path.isfile(args.tflite):
+            raise FileNotFoundError(f"model file not found: {args.tflite}")
+        images = load_images(args.images) if args.images else None
+        report = check(args.tflite, images, enforce_f32=args.enforce_f32, warmup=args.warmup, runs=args.runs)
+    except ImagesMismatch as error:
+        print(f"error: --images {args.images}: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, ValueError) as error:  # ValueError: InvalidModel, a file LiteRT cannot read
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(report), flush=True)  # the one line of output, only once everything has run
     return 0
 
 

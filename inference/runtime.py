@@ -22,6 +22,10 @@ Devices:
   accelerator). Where it does not load, `GpuUnavailable` says why, in the
   accelerator's own words (e.g. "No adapters found" without a Vulkan device).
 
+On both devices a file LiteRT cannot read raises `InvalidModel` (never "no GPU"),
+and an input of the wrong shape or dtype raises the same ValueError (`check_input`)
+before anything is written to the model's input.
+
 This module imports only numpy and, lazily, ai_edge_litert: never TensorFlow, so
 that a child process on a machine without TensorFlow can use it.
 """
@@ -54,6 +58,10 @@ _REASON_PATTERNS = (
 _UNRELATED = re.compile(r"npu_registry|compiler_plugin|Source Location")
 # The accelerator loaded but some ops would fall back to the CPU (which we do not allow).
 _PARTLY_ACCELERATED = re.compile(r"Operation is not supported|operations will run on the CPU")
+
+
+class InvalidModel(ValueError):
+    """The file (or bytes) is not a TFLite model that LiteRT can read: empty, truncated, not a flatbuffer."""
 
 
 class GpuUnavailable(RuntimeError):
@@ -119,6 +127,28 @@ def quantize(x: np.ndarray, tensor: TensorInfo) -> np.ndarray:
     # same arithmetic as every earlier copy of this code, so exported files' parity
     # reports and the Android golden vectors do not move.
     return np.clip(np.round(x / tensor.scale + tensor.zero_point), info.min, info.max).astype(tensor.dtype)
+
+
+def check_input(value: np.ndarray, tensor: TensorInfo, *, raw: bool) -> None:
+    """Raises ValueError unless `value` fits the input `tensor`, the same on the CPU and the GPU.
+
+    Without it the GPU path wrote any array into the input buffer as bytes: a smaller
+    one left the previous input's tail in place and returned a plausible result.
+
+    Args:
+        value: the array about to be written.
+        tensor: the input tensor it is for.
+        raw: True when `value` is written as it is (its dtype must be the tensor's);
+            False for float input that `quantize` converts (any real number type).
+    """
+    shape_ok = tuple(value.shape) == tensor.shape
+    dtype_ok = value.dtype == tensor.dtype if raw else value.dtype.kind in "biuf"
+    if not (shape_ok and dtype_ok):
+        wanted = tensor.dtype.name if raw else "real numbers"
+        raise ValueError(
+            f"input {tensor.name!r} takes shape {list(tensor.shape)} of {wanted}; "
+            f"got shape {list(value.shape)} of {value.dtype.name}"
+        )
 
 
 def dequantize(y: np.ndarray, tensor: TensorInfo) -> np.ndarray:
@@ -216,7 +246,8 @@ class TFLiteModel:
             enforce_f32: on "gpu", compute in fp32 instead of the accelerator's default fp16.
 
         Raises:
-            ValueError: unknown device, threads < 1, or bytes that are no TFLite model.
+            ValueError: unknown device, threads < 1.
+            InvalidModel: a file or bytes that LiteRT cannot read as a TFLite model (on either device).
             FileNotFoundError: a path that is not a file.
             GpuUnavailable: on "gpu", the accelerator did not load (or, with
                 `require_full_acceleration`, does not run every op).
@@ -243,13 +274,25 @@ class TFLiteModel:
 
     # -- loading ---------------------------------------------------------------------------------
 
-    def _load_cpu(self) -> None:
+    def _new_interpreter(self) -> Any:
+        """LiteRT's CPU interpreter of the model: the one place that tells a file LiteRT cannot read.
+
+        Raises:
+            InvalidModel: the interpreter refuses the file (its flatbuffer verifier runs here).
+        """
         from ai_edge_litert.interpreter import Interpreter
 
-        if self._data is not None:
-            self._interpreter = Interpreter(model_content=self._data, num_threads=self.threads)
-        else:
-            self._interpreter = Interpreter(model_path=self.path, num_threads=self.threads)
+        where = self.path or f"this {len(self._data or b'')}-byte buffer"
+        if (len(self._data) if self._data is not None else os.path.getsize(where)) == 0:
+            raise InvalidModel(f"{where} is empty, not a TFLite model")  # LiteRT's own words here are obscure
+        source = {"model_content": self._data} if self._data is not None else {"model_path": self.path}
+        try:
+            return Interpreter(**source, num_threads=self.threads)
+        except ValueError as error:  # e.g. "The model is not a valid Flatbuffer buffer"
+            raise InvalidModel(f"{where} is not a valid TFLite model: {' '.join(str(error).split())}") from error
+
+    def _load_cpu(self) -> None:
+        self._interpreter = self._new_interpreter()
         self._interpreter.allocate_tensors()
         self.inputs = [_info_from_detail(d) for d in self._interpreter.get_input_details()]
         self.outputs = [_info_from_detail(d) for d in self._interpreter.get_output_details()]
@@ -282,6 +325,9 @@ class TFLiteModel:
                 error = caught
         self.gpu_log = log.text
         if error is not None:
+            # The accelerator fails alike on a file that is no model at all: that is not "no GPU".
+            # Asked only on failure, so a GPU memory figure never holds a CPU interpreter.
+            self._new_interpreter()  # raises InvalidModel
             reason = accelerator_reason(log.text, f"{type(error).__name__}: {error}")
             # Without CPU fallback, a model with ops the accelerator cannot take fails to load:
             # the accelerator is there, the model is not fully accelerated.
@@ -318,8 +364,9 @@ class TFLiteModel:
         return self.outputs[0]
 
     def set_input_raw(self, i: int, value: np.ndarray) -> None:
-        """Writes input `i` as it is (its dtype and shape must be the tensor's)."""
+        """Writes input `i` as it is; ValueError (`check_input`) unless its dtype and shape are the tensor's."""
         value = np.ascontiguousarray(value)
+        check_input(value, self.inputs[i], raw=True)
         if self.device == "cpu":
             self._interpreter.set_tensor(self.inputs[i].index, value)
         else:
@@ -362,8 +409,13 @@ class TFLiteModel:
 
         The input is quantised when the model's input is; the first output comes back in
         float32 when it is quantised, else as it is (float logits, or a uint8 label map).
+
+        Raises:
+            ValueError: `x` is not of the input's shape, or not real numbers (`check_input`).
         """
         self._single_input()
+        x = np.asarray(x)
+        check_input(x, self.input, raw=False)  # before `quantize`, which would cast any dtype
         self.set_input_raw(0, quantize(x, self.input))
         self.invoke()
         return dequantize(self.get_output_raw(0), self.output)

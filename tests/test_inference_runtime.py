@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from inference.runtime import TensorInfo, TFLiteModel, dequantize, quantize
+from inference.runtime import InvalidModel, TensorInfo, TFLiteModel, dequantize, quantize
 
 SHAPE = (1, 6, 6, 3)
 
@@ -116,6 +117,107 @@ def test_random_inputs_and_invoke_for_timing(int8_tflite):
     model.set_random_inputs(seed=3)
     model.invoke()
     assert first.dtype == np.int8 and np.array_equal(first, model.get_output_raw())
+
+
+# Wrong inputs for a model whose input is `shape` and `dtype`: (method, array).
+def _wrong_inputs(shape: tuple[int, ...], dtype: np.dtype) -> list[tuple[str, np.ndarray]]:
+    good = np.zeros(shape, np.float32)
+    return [
+        ("run", np.zeros((1, 5, 5, 3), np.float32)),  # another model's size
+        ("run", good[..., :2]),  # too few channels
+        ("run", good[0]),  # no batch dimension
+        ("run", good.astype(np.complex64)),  # not real numbers
+        ("run_raw", good.astype(np.float64)),  # raw, but not the tensor's dtype
+        ("run_raw", np.zeros((1, 5, 5, 3), dtype)),  # raw, the tensor's dtype, the wrong shape
+    ]
+
+
+def test_wrong_inputs_are_refused_on_the_cpu(float_tflite, int8_tflite):
+    for tflite, dtype in ((float_tflite, "float32"), (int8_tflite, "int8")):
+        model = TFLiteModel(tflite)
+        for method, x in _wrong_inputs(SHAPE, np.dtype(dtype)):
+            wanted = dtype if method == "run_raw" else "real numbers"
+            expected = f"input 'x' takes shape [1, 6, 6, 3] of {wanted}; got shape {list(x.shape)} of {x.dtype.name}"
+            with pytest.raises(ValueError) as error:
+                getattr(model, method)(x)
+            assert str(error.value) == expected
+
+
+# Feeds `_wrong_inputs` to a model on one device in a child process (the GPU accelerator and
+# TensorFlow do not share a process) and prints what each did, then whether a good input still
+# gives the first result (the GPU used to answer a wrong input with the previous run's output).
+_FEED_WRONG_INPUTS = """
+import json, sys
+import numpy as np
+from inference.runtime import TFLiteModel
+model = TFLiteModel(sys.argv[1], device=sys.argv[2])
+good = np.random.default_rng(0).uniform(-1, 1, model.input.shape).astype(np.float32)
+first = model.run(good)
+answers = []
+for method, shape, dtype in json.loads(sys.argv[3]):
+    try:
+        getattr(model, method)(np.zeros(shape, dtype))
+        answers.append("accepted")
+    except ValueError as error:
+        answers.append(str(error))
+print(json.dumps({"answers": answers, "good_input_unchanged": bool(np.array_equal(model.run(good), first))}))
+"""
+
+
+def test_wrong_inputs_get_the_same_error_on_cpu_and_gpu(float_tflite, int8_tflite, tmp_path, gpu_adapter):
+    for name, tflite in (("float", float_tflite), ("int8", int8_tflite)):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(tflite)
+        dtype = TFLiteModel(tflite).input.dtype
+        wrong = [(method, list(x.shape), x.dtype.name) for method, x in _wrong_inputs(SHAPE, dtype)]
+        answers = {}
+        for device in ("cpu", "gpu"):
+            done = subprocess.run([sys.executable, "-c", _FEED_WRONG_INPUTS, str(path), device, json.dumps(wrong)],
+                                  capture_output=True, text=True, timeout=300)  # fmt: skip
+            assert done.returncode == 0, done.stderr[-2000:]
+            answers[device] = json.loads(done.stdout.splitlines()[-1])
+        assert answers["gpu"] == answers["cpu"], (name, answers)
+        assert answers["cpu"]["good_input_unchanged"] is True
+        for (_, shape, given), answer in zip(wrong, answers["cpu"]["answers"]):
+            assert answer.startswith("input 'x' takes shape [1, 6, 6, 3] of ") and answer.endswith(f"got shape {shape} of {given}")
+
+
+def _not_models(folder, valid: bytes) -> list:
+    """Files a user may take for a model: text, empty, random bytes, the TFL3 identifier then garbage, a cut-off model."""
+    rng = np.random.default_rng(0)
+    contents = {
+        "text.tflite": b"this is not a model\n",
+        "empty.tflite": b"",
+        "random.tflite": rng.bytes(4096),
+        "tfl3_garbage.tflite": b"\x1c\x00\x00\x00TFL3" + rng.bytes(2000),
+        "truncated.tflite": valid[: len(valid) // 2],
+    }
+    paths = []
+    for name, data in contents.items():
+        paths.append(folder / name)
+        paths[-1].write_bytes(data)
+    return paths
+
+
+def test_a_file_that_is_no_model_is_invalid_on_cpu_and_gpu_alike(float_tflite, tmp_path):
+    """Not "no GPU": the GPU path says the same as the CPU, with or without an adapter."""
+    paths = _not_models(tmp_path, float_tflite)
+    messages = []
+    for path in paths:
+        with pytest.raises(InvalidModel) as error:
+            TFLiteModel(path)
+        messages.append(str(error.value))
+        assert messages[-1].startswith(f"{path} is ") and "TFLite model" in messages[-1], messages[-1]
+    with pytest.raises(InvalidModel, match="0-byte buffer is empty"):
+        TFLiteModel(b"")
+    code = ("import sys\nfrom inference.runtime import InvalidModel, TFLiteModel\nfor path in sys.argv[1:]:\n"
+            "    try:\n        TFLiteModel(path, device='gpu')\n        print('loaded')\n"
+            "    except InvalidModel as error:\n        print(error)")  # fmt: skip
+    # LiteRT's log quotes the garbage it read: decode it leniently.
+    done = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True,
+                          errors="replace", timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == messages
 
 
 def test_gpu_runs_in_a_child_process_and_matches_cpu(int8_tflite, float_tflite, tmp_path, gpu_adapter):
