@@ -201,3 +201,21 @@ def test_corrupt_image_size_mismatch_and_bad_label_name_the_file(tmp_path):
     write_palette_png(root / "SegmentationClass" / "b.png", label_mask(42))
     with pytest.raises(DatasetError, match=r"label 42.*b\.png"):
         ds.load(1)
+
+
+def test_a_sharded_check_visits_every_sample_once_across_the_shards(tmp_path, monkeypatch):
+    """What each worker of a multi-worker run checks: every n-th sample, so no worker decodes the whole dataset."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i in range(7):
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / "masks" / f"{i}.png"), np.zeros((8, 8), np.uint8))
+    dataset = open_dataset(f"folder:{tmp_path}", "train")
+    visited = []
+    monkeypatch.setattr(dataset, "load", visited.append)
+    shards = []
+    for rank in range(3):
+        visited.clear()
+        dataset.check(shard=(rank, 3))
+        shards.append(sorted(visited))
+    assert shards == [[0, 3, 6], [1, 4], [2, 5]]

@@ -157,3 +157,35 @@ def test_a_training_step_without_onednn_matches_the_onednn_native_one(tmp_path):
                 scale = max(float(np.abs(fast).max()), 1e-6 * largest) if mode == "inference_bn" else largest
                 error = float(np.abs(slow - fast).max()) / scale
                 assert error < tolerance, (key, error)
+
+
+# The KSAC layer's kernel gradient in float32 and float64: oneDNN has the native dilated-conv gradient
+# for float32 only, so the form must be chosen per dtype (float64 once failed with oneDNN on).
+PER_DTYPE = """
+import json
+import numpy as np
+import tensorflow as tf
+from zoo import SharedAtrousConv2D
+from zoo.atrous import dilated_conv_form
+
+result = {}
+for dtype in ("float32", "float64"):
+    layer = SharedAtrousConv2D(filters=4, rates=(1, 2, 3), dtype=dtype)
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 9, 9, 3)), dtype)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True) ** 2)
+    gradient = tape.gradient(loss, layer.kernel)
+    result[dtype] = {"form": dilated_conv_form(dtype), "finite": bool(np.isfinite(gradient.numpy()).all()),
+                     "gradient_dtype": gradient.dtype.name}
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_the_dilated_form_is_chosen_per_dtype_and_both_dtypes_train(onednn):
+    result = json.loads(run_python(PER_DTYPE, onednn=onednn).stdout.strip().splitlines()[-1])
+    assert result["float64"]["form"] == "space_to_batch"  # no CPU kernel library has the float64 gradient
+    if onednn == "0":
+        assert result["float32"]["form"] == "space_to_batch"
+    for dtype in ("float32", "float64"):
+        assert result[dtype]["finite"] and result[dtype]["gradient_dtype"] == dtype, result

@@ -121,6 +121,7 @@ def test_ksac_pyramid_equals_reference_convolutions():
     np.testing.assert_allclose(layer(x, training=False), expected, atol=1e-5)
 
 
+@pytest.mark.trains
 def test_gradients_from_every_rate_reach_the_single_kernel():
     rng = np.random.default_rng(1)
     rates = (1, 3, 6)

@@ -164,11 +164,16 @@ class SegmentationDataset:
         for i in range(len(self)):
             yield self.load(i)
 
-    def check(self, limit: int | None = None, workers: int = 4) -> None:
-        """Loads (and so validates) the first `limit` samples (all by default); raises DatasetError."""
+    def check(self, limit: int | None = None, workers: int = 4, shard: tuple[int, int] = (0, 1)) -> None:
+        """Loads (and so validates) the first `limit` samples (all by default); raises DatasetError.
+
+        `shard=(i, n)` checks only every n-th of them from the i-th: n processes with i = 0..n-1
+        check each sample once between them.
+        """
         count = len(self) if limit is None else min(limit, len(self))
+        index, every = shard
         with ThreadPoolExecutor(workers) as pool:  # cv2 and PIL decode outside the GIL
-            for _ in pool.map(self.load, range(count)):
+            for _ in pool.map(self.load, range(index, count, every)):
                 pass
 
 
@@ -188,7 +193,7 @@ class SyntheticDataset(SegmentationDataset):
             raise IndexError(index)
         return synthetic.generate(self._seed + index)
 
-    def check(self, limit: int | None = None, workers: int = 4) -> None:
+    def check(self, limit: int | None = None, workers: int = 4, shard: tuple[int, int] = (0, 1)) -> None:
         return None  # generated, always valid
 
 

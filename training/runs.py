@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import time
 from typing import Any, Sequence
 
@@ -21,14 +22,36 @@ def default_run_dir(model_name: str, root: str = "runs") -> str:
     return path
 
 
-def point_latest(run_dir: str) -> None:
-    """Makes `<parent of run_dir>/latest` a relative symlink to `run_dir`, atomically."""
+def point_latest(run_dir: str) -> str | None:
+    """Makes `<parent of run_dir>/latest` a relative symlink to `run_dir`, atomically; returns the
+    link's previous target (None if there was no link)."""
     parent = os.path.dirname(os.path.abspath(run_dir))
     link = os.path.join(parent, "latest")
-    tmp = os.path.join(parent, f".latest.{os.getpid()}.tmp")
+    previous = os.readlink(link) if os.path.islink(link) else None
+    replace_symlink(link, os.path.basename(os.path.abspath(run_dir)))
+    return previous
+
+
+def remove_run_folder(run_dir: str, latest_before: str | None) -> None:
+    """Deletes a run folder that holds no checkpoint, and points `latest` back where it pointed before
+    (`latest_before`, what `point_latest` returned; the link is removed if it was None and now names
+    `run_dir`)."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    parent = os.path.dirname(os.path.abspath(run_dir))
+    link = os.path.join(parent, "latest")
+    if os.path.islink(link) and os.readlink(link) == os.path.basename(os.path.abspath(run_dir)):
+        if latest_before is None:
+            os.unlink(link)
+        else:
+            replace_symlink(link, latest_before)
+
+
+def replace_symlink(link: str, target: str) -> None:
+    """Makes `link` a symlink to `target`, atomically (a new link renamed over the old one)."""
+    tmp = os.path.join(os.path.dirname(link), f".{os.path.basename(link)}.{os.getpid()}.tmp")
     if os.path.lexists(tmp):
         os.unlink(tmp)
-    os.symlink(os.path.basename(os.path.abspath(run_dir)), tmp)
+    os.symlink(target, tmp)
     os.replace(tmp, link)
 
 

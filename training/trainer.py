@@ -64,11 +64,14 @@ class FitResult:
     wall_s: float
 
 
-def multi_worker_requested(kind: str) -> bool:
+def multi_worker_requested(kind: str, cpu_replicas: int = 0) -> bool:
     """Whether strategy `kind` means a multi-worker run: "multiworker", or "auto" with a cluster in
     TF_CONFIG (the environment variable TFJob and Vertex AI set on every worker).
 
-    Raises ConfigError when TF_CONFIG is set but is not a JSON object.
+    Raises ConfigError, naming TF_CONFIG, where the request cannot be right: TF_CONFIG that is not a
+    JSON object, a cluster without this process's `task`, `multiworker` without a cluster, or a
+    cluster with a one-process strategy (`default`, `mirrored`, `--cpu-replicas`): every process of
+    the cluster would then train alone, think itself chief and write the same run folder.
     """
     text = os.environ.get("TF_CONFIG") or "{}"
     try:
@@ -77,7 +80,28 @@ def multi_worker_requested(kind: str) -> bool:
         raise ConfigError(f"TF_CONFIG is not valid JSON ({error}): {text[:200]!r}") from None
     if not isinstance(tf_config, dict):
         raise ConfigError(f"TF_CONFIG must be a JSON object with 'cluster' and 'task', got {text[:200]!r}")
-    return kind == "multiworker" or (kind == "auto" and bool(tf_config.get("cluster")))
+    cluster = tf_config.get("cluster")
+    if not cluster:
+        if kind == "multiworker":
+            raise ConfigError(
+                "--strategy multiworker needs TF_CONFIG describing the cluster and this worker's task, e.g. "
+                '\'{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}\'; '
+                "to train in one process use --strategy auto or default"
+            )
+        return False
+    task = tf_config.get("task")
+    if not (isinstance(task, dict) and "type" in task and "index" in task):
+        raise ConfigError(
+            f"TF_CONFIG has a cluster but no 'task' with 'type' and 'index' (this process's place in it), got {text[:200]!r}"
+        )
+    if kind in ("default", "mirrored") or cpu_replicas > 1:
+        alone = f"--strategy {kind}" if kind in ("default", "mirrored") else f"--cpu-replicas {cpu_replicas}"
+        raise ConfigError(
+            f"TF_CONFIG describes a cluster, but {alone} trains this process alone: every process of the cluster "
+            "would think itself chief and write the same --out. Unset TF_CONFIG to train alone, or use "
+            "--strategy multiworker (or auto) without --cpu-replicas"
+        )
+    return True
 
 
 def make_strategy(kind: str = "auto", cpu_replicas: int = 0) -> tf.distribute.Strategy:
@@ -87,11 +111,12 @@ def make_strategy(kind: str = "auto", cpu_replicas: int = 0) -> tf.distribute.St
     visible, else the default one-device strategy. `cpu_replicas` > 1 splits the CPU
     into that many logical devices and mirrors across them (a testing aid).
     """
+    multi_worker = multi_worker_requested(kind, cpu_replicas)  # ConfigError for a contradictory request
     if cpu_replicas > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
         return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_replicas)])
-    if multi_worker_requested(kind):
+    if multi_worker:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "auto":
         kind = "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "default"
@@ -123,6 +148,16 @@ def peer_error_reason(error: tf.errors.OpError) -> str:
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     plain = [line for line in lines if not line.endswith(":") and not line.startswith(("File ", "Detected at node"))]
     return plain[0] if plain else type(error).__name__
+
+
+def worker_rank(strategy: tf.distribute.Strategy) -> tuple[int, int]:
+    """(this process's rank, number of processes) in a multi-worker run, the chief first; (0, 1) otherwise."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 0, 1
+    spec = resolver.cluster_spec()
+    tasks = [(kind, i) for kind in ("chief", "worker") if kind in spec.jobs for i in range(spec.num_tasks(kind))]
+    return tasks.index((resolver.task_type, resolver.task_id)), len(tasks)
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
