@@ -83,8 +83,9 @@ def _png(image: np.ndarray) -> bytes:
 
 def make_golden(model: str | None, out_dir: str | Path = DEFAULT_OUT) -> dict[str, Any]:
     """Writes the golden files for `model` (default: newest int8 export) into `out_dir`; returns the manifest."""
-    from zoo.files import atomic_write_bytes, atomic_write_json
+    from zoo.files import atomic_write_bytes, atomic_write_json, check_output_path
 
+    check_output_path(str(out_dir), folder=True)
     model_path = resolve_model(model)
     description = read_description(model_path)
     in_h, in_w = input_hw(description)

@@ -49,10 +49,7 @@ def read_description(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The description embedded in a `.tflite` file; ValueError naming the file if it has none or is no TFLite file."""
     from inference.description import read_metadata  # no TensorFlow needed to read it
 
-    try:
-        description = read_metadata(os.fspath(path))
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+    description = read_metadata(os.fspath(path))  # its errors name the file
     for key in ("input_size", "normalization"):
         if key not in description:
             raise ValueError(f"{path}: the embedded metadata has no {key!r}; re-export the model with convert/to_tflite.py")

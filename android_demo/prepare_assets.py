@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from android_demo.model_files import parser_with_model_flag, read_description, resolve_model
-from zoo.files import atomic_write_bytes, atomic_write_text
+from zoo.files import atomic_write_bytes, atomic_write_text, check_output_path
 
 DEFAULT_ASSETS = Path(__file__).resolve().parent / "app" / "src" / "main" / "assets"
 
@@ -27,6 +27,7 @@ def prepare_assets(model: str | None, assets_dir: str | Path = DEFAULT_ASSETS) -
     Returns the two paths written. Raises FileNotFoundError for a missing file and ValueError for a
     file without the project's metadata.
     """
+    check_output_path(str(assets_dir), folder=True)
     source = resolve_model(model)
     description = read_description(source)
     assets = Path(assets_dir)

@@ -251,19 +251,31 @@ def make_row(model: Path, description: dict[str, Any], summary: BenchmarkSummary
     }
 
 
+def read_rows(results: Path) -> list[dict[str, Any]]:
+    """The rows already in the results JSON ([] when it does not exist yet); AndroidBenchmarkError naming
+    it when it cannot take another row (not a JSON list, a directory, a path under a file)."""
+    from zoo.files import check_output_path
+
+    try:
+        check_output_path(str(results))
+    except ValueError as err:
+        raise AndroidBenchmarkError(f"--results: {err}") from None
+    if not results.exists():
+        return []
+    try:
+        rows = json.loads(results.read_text() or "[]")
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AndroidBenchmarkError(f"{results} is not valid JSON ({err}); move it away or pass --results FILE") from None
+    if not isinstance(rows, list):
+        raise AndroidBenchmarkError(f"{results} holds a JSON {type(rows).__name__}, expected a list of rows")
+    return rows
+
+
 def append_row(results: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
     """Appends `row` to the JSON list in `results` (created if absent), atomically."""
     from zoo.files import atomic_write_json
 
-    rows: list[dict[str, Any]] = []
-    if results.exists():
-        try:
-            rows = json.loads(results.read_text() or "[]")
-        except json.JSONDecodeError as err:
-            raise AndroidBenchmarkError(f"{results} is not valid JSON ({err}); move it away or pass --results FILE") from None
-        if not isinstance(rows, list):
-            raise AndroidBenchmarkError(f"{results} holds a JSON {type(rows).__name__}, expected a list of rows")
-    rows.append(row)
+    rows = read_rows(results) + [row]
     atomic_write_json(str(results), rows)
     return rows
 
@@ -299,8 +311,9 @@ def run_android_benchmark(
         raise AndroidBenchmarkError(f"--threads must be at least 1, got {threads}")
     try:
         description = read_metadata(str(model))
-    except (FileNotFoundError, ValueError) as err:
-        raise AndroidBenchmarkError(f"{model}: {err}") from None
+    except (FileNotFoundError, ValueError) as err:  # the message names the file
+        raise AndroidBenchmarkError(str(err)) from None
+    read_rows(results)  # a results file that cannot take the row is refused before the phone runs
     adb_path = find_adb(adb)
     device = pick_device(list_devices(adb_path), serial)
     output = ""

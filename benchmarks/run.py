@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import zoo  # noqa: F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 from training.config import QUICK_BENCHMARK, BenchmarkConfig, ConfigError, read_file, resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,6 +151,15 @@ def resolve_args(argv: Sequence[str] | None = None) -> BenchmarkConfig:
         parser.error(f"--input-size must be at least 33, got {config.input_size}")
     if config.trained is not None and not (Path(config.trained) / "model.keras").is_file():
         parser.error(f"--trained {config.trained!r}: no model.keras in that folder")
+    from zoo.files import check_output_path
+
+    try:  # here, not after the conversions
+        if config.out is not None:
+            check_output_path(config.out, folder=True)
+        if config.json is not None:
+            check_output_path(config.json)
+    except ValueError as error:
+        parser.error(str(error))
     config.models = list(dict.fromkeys(config.models))
     config.precisions = list(dict.fromkeys(config.precisions))
     config.threads = sorted(set(config.threads))
@@ -187,8 +197,25 @@ def _file_name(model: str, stride: int, precision: str, exporter: str) -> str:
     return f"{model}_os{stride}_{precision}_{exporter}.tflite"
 
 
-def convert_all(args: BenchmarkConfig, model_overrides: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Builds and converts every (model, stride, precision, exporter); returns one entry per file."""
+def load_trained(args: BenchmarkConfig) -> Any:
+    """The `--trained` run's model.keras (None without --trained); ValueError naming it if it does not load."""
+    if args.trained is None:
+        return None
+    import zoo
+    from zoo.files import load_keras_model
+
+    path = str(Path(args.trained) / "model.keras")
+    model = load_keras_model(path, compile=True)
+    try:
+        zoo.describe(model)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return model
+
+
+def convert_all(args: BenchmarkConfig, model_overrides: dict[str, Any] | None, trained: Any = None) -> list[dict[str, Any]]:
+    """Builds and converts every (model, stride, precision, exporter), or the `trained` model (see
+    `load_trained`) in each precision; returns one entry per file."""
     import tf_keras as keras
 
     from benchmarks.export import export
@@ -197,9 +224,7 @@ def convert_all(args: BenchmarkConfig, model_overrides: dict[str, Any] | None) -
     from zoo.files import atomic_write_bytes
 
     entries = []
-    trained = None
-    if args.trained is not None:
-        trained = keras.models.load_model(str(Path(args.trained) / "model.keras"))
+    if trained is not None:
         description = describe(trained)
         plan = [(description["name"], int(description["output_stride"]))]
         args.input_size = int(description["input_size"][0])
@@ -426,6 +451,11 @@ def main(argv: Sequence[str] | None = None, *, model_overrides: dict[str, Any] |
     """
     args = resolve_args(argv)
     started = time.perf_counter()
+    try:
+        trained = load_trained(args)
+    except (OSError, ValueError) as error:
+        print(f"error: --trained {args.trained}: {error}", file=sys.stderr)
+        return 2
     from benchmarks.gpu import SOFTWARE_RUNS, SOFTWARE_WARMUP
     from benchmarks.rows import check_rows
 
@@ -461,7 +491,7 @@ def main(argv: Sequence[str] | None = None, *, model_overrides: dict[str, Any] |
     _log(f"benchmarks -> {args.out}\n{meta['machine']}; load average {meta['load_average_start']}")
     _log(f"exporter: {meta['exporter']}")
 
-    entries = convert_all(args, model_overrides)
+    entries = convert_all(args, model_overrides, trained)
     if args.device == "cpu":
         from benchmarks.peak import conv_only_macs, conv_only_tflite
 

@@ -159,17 +159,26 @@ def untie_input_scale(model: schema_fb.ModelT, normalization: Mapping[str, Any])
     Each runtime's float arithmetic then rounds its own way (MediaPipe's normalisation against
     ours: a one-step change of each input value, 29% of labels changed on an untrained model). A
     scale 1/512 larger leaves every pixel at least 0.0009 steps from a tie, so runtimes agree, at an
-    input change far below one quantization step. None: no int8 input, or no ties to remove.
+    input change far below one quantization step. The int32 biases of the ops reading the input
+    move with it (`_rescale_biases`), so the file keeps TFLite's rule bias scale = input scale x
+    weight scale. None: no int8 input, no ties to remove, or an input read by an op whose output
+    must keep the input's scale (then it is left as calibrated).
     """
     graph = model.subgraphs[0]
-    tensor = graph.tensors[graph.inputs[0]]
-    if tensor.type not in (schema_fb.TensorType.INT8, schema_fb.TensorType.UINT8):
+    index = graph.inputs[0]
+    if graph.tensors[index].type not in (schema_fb.TensorType.INT8, schema_fb.TensorType.UINT8):
         quantize = [op for op in graph.operators
-                    if graph.inputs[0] in list(op.inputs) and tflite_inspect.op_name(model, op) == "QUANTIZE"]  # fmt: skip
+                    if index in list(op.inputs) and tflite_inspect.op_name(model, op) == "QUANTIZE"]  # fmt: skip
         if not quantize:
             return None
-        tensor = graph.tensors[quantize[0].outputs[0]]
+        index = quantize[0].outputs[0]
+    tensor = graph.tensors[index]
     if tensor.quantization is None or tensor.quantization.scale is None or len(tensor.quantization.scale) != 1:
+        return None
+    readers = [op for op in graph.operators if index in list(op.inputs)]
+    # Ops that requantize from whatever scale their input has; anything else (PAD, CONCATENATION, ...)
+    # may require its output to keep the input's scale.
+    if any(tflite_inspect.op_name(model, op) not in (*tflite_inspect.BIAS_OPS, "QUANTIZE") for op in readers):
         return None
     pixels = np.arange(256, dtype=np.float64)[:, None]
     mean = np.broadcast_to(np.asarray(normalization["mean"], np.float64), (3,))
@@ -186,7 +195,35 @@ def untie_input_scale(model: schema_fb.ModelT, normalization: Mapping[str, Any])
     if distance_to_tie(scale * factor) <= 1e-4:
         return None  # another normalisation; leave it as calibrated
     tensor.quantization.scale = [scale * factor]
+    for op in readers:
+        if tflite_inspect.op_name(model, op) in tflite_inspect.BIAS_OPS:
+            _rescale_biases(model, op, factor)
     return factor
+
+
+def _rescale_biases(model: schema_fb.ModelT, op: schema_fb.OperatorT, factor: float) -> None:
+    """Multiplies the scale of `op`'s int32 bias by `factor` and divides its integers by it, in place.
+
+    The kernel adds the bias integers to an accumulator whose unit grew by `factor` with the input
+    scale: unchanged integers would be a bias `factor` times too large. Divided and rounded, each
+    bias is within half a (new) step of its calibrated value. A buffer another tensor also reads
+    is copied first.
+    """
+    graph = model.subgraphs[0]
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return
+    bias = graph.tensors[op.inputs[2]]
+    if bias.type != schema_fb.TensorType.INT32 or bias.quantization is None or bias.quantization.scale is None:
+        return
+    info = np.iinfo(np.int32)
+    values = np.frombuffer(bytes(model.buffers[bias.buffer].data), "<i4")
+    rescaled = np.clip(np.round(values / factor), info.min, info.max).astype("<i4")
+    shared = sum(t.buffer == bias.buffer for g in model.subgraphs for t in g.tensors) > 1
+    if shared:
+        model.buffers.append(schema_fb.BufferT())
+        bias.buffer = len(model.buffers) - 1
+    model.buffers[bias.buffer].data = bytearray(rescaled.tobytes())
+    bias.quantization.scale = [float(s) * factor for s in bias.quantization.scale]
 
 
 def plain_converter(keras_model: keras.Model) -> tf.lite.TFLiteConverter:
@@ -397,6 +434,10 @@ def export_tflite(
     if precision == "int8" and description["head"] == "ksac" and not naive:
         share_pyramid_buffers(flatbuffer, rates)
     untied = untie_input_scale(flatbuffer, normalization) if precision == "int8" and not naive else None
+    bias_ops, bias_errors = tflite_inspect.bias_scale_errors(flatbuffer)
+    if bias_errors:  # the converter keeps the rule; a rewrite above broke it
+        raise ExportError(f"the {precision} file breaks TFLite's rule bias scale = input scale x weight scale "
+                          f"(a bug in convert/export.py): {'; '.join(bias_errors[:3])}")  # fmt: skip
     file_description = dict(description, precision=precision, output=output, input_size=list(size),
                             exporter="naive" if naive else "ksac-aware", data=data)  # fmt: skip
     with_metadata(flatbuffer, file_description)
@@ -430,6 +471,7 @@ def export_tflite(
         # How many activation tensors took a given (e.g. QAT) range instead of the calibrated one.
         report["given_activation_ranges"] = len(ranges_used)
         report["input_scale_untied"] = untied is not None  # see untie_input_scale
+        report["bias_scale_ops"] = bias_ops  # int32 biases checked against TFLite's scale rule, all kept it
     if description["head"] == "ksac":
         report["shared_kernel_buffers"] = len(tflite_inspect.pyramid_buffers(flatbuffer, rates))
         report["negative_scale_channels"] = negative_scale_channels(model)

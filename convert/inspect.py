@@ -16,22 +16,29 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+
+import zoo  # noqa: F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.tools import flatbuffer_utils
 
 from convert.metadata import METADATA_NAME, read_metadata
 from convert.tflite_metadata import TFLITE_METADATA_NAME, read_standard_metadata
+from inference.description import damaged_model_errors, read_model_bytes
 
 _OP_NAMES = {code: name for name, code in vars(schema_fb.BuiltinOperator).items() if not name.startswith("_")}
 _TYPE_NAMES = {code: name for name, code in vars(schema_fb.TensorType).items() if not name.startswith("_")}
 
 
 def load_model(tflite: bytes | bytearray | str) -> schema_fb.ModelT:
-    """Parses a `.tflite` file (path or bytes) into the flatbuffer object API."""
-    if isinstance(tflite, str):
-        with open(tflite, "rb") as f:
-            tflite = f.read()
-    return flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    """Parses a `.tflite` file (path or bytes) into the flatbuffer object API.
+
+    Raises:
+        FileNotFoundError: a path that is not a file.
+        ValueError: not a TFLite model, or a damaged one (the message names the file).
+    """
+    data = read_model_bytes(tflite)
+    with damaged_model_errors(tflite):
+        return flatbuffer_utils.read_model_from_bytearray(bytearray(data))
 
 
 def tensor_type_name(code: int) -> str:
@@ -105,25 +112,71 @@ def pyramid_buffers(model: schema_fb.ModelT, rates: list[int]) -> list[int]:
     return sorted({filter_buffer(model, graph, op.inputs[1]) for op in pyramid_convs(model, rates)})
 
 
+# Ops whose integer kernels add an int32 bias to the input x weight accumulator: inputs (data, filter, bias).
+BIAS_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def bias_scale_errors(model: schema_fb.ModelT, rtol: float = 1e-6) -> tuple[int, list[str]]:
+    """Checks TFLite's quantization rule bias scale = input scale x weight scale on every integer bias.
+
+    Every BIAS_OPS op with an int32 (or int64) bias is checked, per output channel, to `rtol` (TFLite's
+    own tolerance where its kernels check the rule: 1e-6 of the smaller scale). Kernels add the
+    bias's integers to the accumulator as they are, so a bias of another scale is a different bias;
+    strict delegates refuse such a file.
+
+    Returns:
+        (ops checked, one line per op that breaks the rule, e.g. "CONV_2D #0 'name': bias/(input x weight) 0.99805").
+    """
+    checked, errors = 0, []
+    for graph in model.subgraphs:
+        for index, op in enumerate(graph.operators):
+            name = op_name(model, op)
+            if name not in BIAS_OPS or len(op.inputs) < 3 or op.inputs[2] < 0:
+                continue
+            data, weight, bias = (graph.tensors[i] for i in op.inputs[:3])
+            if bias.type not in (schema_fb.TensorType.INT32, schema_fb.TensorType.INT64):
+                continue  # a float bias (float, fp16 or dynamic-range files): no rule
+            checked += 1
+            scales = [t.quantization.scale if t.quantization is not None else None for t in (data, weight, bias)]
+            if any(s is None or len(s) == 0 for s in scales):
+                errors.append(f"{name} #{index} {bias.name.decode(errors='replace')!r}: integer bias without quantization scales")
+                continue
+            expected = float(scales[0][0]) * np.asarray(scales[1], np.float64)
+            actual = np.asarray(scales[2], np.float64)
+            if actual.shape != expected.shape and actual.size != 1 and expected.size != 1:
+                errors.append(f"{name} #{index}: {actual.size} bias scales for {expected.size} weight scales")
+                continue
+            if np.any(np.abs(actual - expected) > rtol * np.minimum(np.abs(actual), np.abs(expected))):
+                ratio = actual / expected
+                errors.append(f"{name} #{index} {bias.name.decode(errors='replace')!r}: bias/(input x weight) scale "
+                              f"{float(np.min(ratio)):.5f}..{float(np.max(ratio)):.5f}")  # fmt: skip
+    return checked, errors
+
+
 def summarize(tflite: bytes | str) -> dict[str, Any]:
-    """Description, standard metadata, op histogram and buffer statistics of a `.tflite` file."""
-    if isinstance(tflite, str):
-        with open(tflite, "rb") as f:
-            tflite = f.read()
-    model = load_model(tflite)
-    try:
-        description = read_metadata(model)
-    except ValueError:
-        description = None
-    summary = {
-        "bytes": len(tflite),
-        "description": description,
-        "standard_metadata": read_standard_metadata(bytes(tflite)),
-        "ops": op_histogram(model),
-        "weight_buffers": weight_buffers(model),
-    }
-    if description and description.get("rates"):
-        summary["pyramid_kernel_buffers"] = len(pyramid_buffers(model, description["rates"]))
+    """Description, standard metadata, op histogram and buffer statistics of a `.tflite` file (path or bytes).
+
+    Raises:
+        FileNotFoundError: a path that is not a file.
+        ValueError: not a TFLite model, or a damaged one (the message names the file).
+    """
+    data = read_model_bytes(tflite)
+    # A flatbuffer that unpacks may still hold indices that lead nowhere: any failure below is damage too.
+    with damaged_model_errors(tflite):
+        model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+        try:
+            description = read_metadata(model)
+        except ValueError:
+            description = None
+        summary = {
+            "bytes": len(data),
+            "description": description,
+            "standard_metadata": read_standard_metadata(data),
+            "ops": op_histogram(model),
+            "weight_buffers": weight_buffers(model),
+        }
+        if description and description.get("rates"):
+            summary["pyramid_kernel_buffers"] = len(pyramid_buffers(model, description["rates"]))
     return summary
 
 
@@ -133,11 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     try:
-        with open(args.file, "rb") as f:
-            data = f.read()
-        summary = summarize(data)
-    except (OSError, ValueError) as error:
-        print(f"error: cannot inspect {args.file}: {error}", file=sys.stderr)
+        summary = summarize(args.file)
+    except (OSError, ValueError) as error:  # each names the file
+        print(f"error: {error}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(summary, indent=2))

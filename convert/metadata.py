@@ -13,7 +13,6 @@ TFLite Metadata that MediaPipe reads (`TFLITE_METADATA`, labels.txt) is `convert
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from tensorflow.lite.python import schema_py_generated as schema_fb
@@ -25,21 +24,20 @@ from inference.description import METADATA_NAME, read_metadata
 __all__ = ["METADATA_NAME", "add_metadata", "read_metadata", "with_entry", "with_metadata"]
 
 
-def _load(model: str | bytes | bytearray) -> schema_fb.ModelT:
-    if isinstance(model, (bytes, bytearray)):
-        return flatbuffer_utils.read_model_from_bytearray(bytearray(model))
-    if not os.path.isfile(model):
-        raise FileNotFoundError(f"TFLite file not found: {model}")
-    with open(model, "rb") as f:
-        data = bytearray(f.read())
-    if data[4:8] != b"TFL3":
-        raise ValueError(f"{model} is not a TFLite flatbuffer (no TFL3 identifier)")
-    return flatbuffer_utils.read_model_from_bytearray(data)
-
-
 def with_entry(model: schema_fb.ModelT, name: str, payload: bytes) -> schema_fb.ModelT:
-    """Stores `payload` as the metadata entry `name` (replacing an earlier one), in place; returns `model`."""
-    model.metadata = [m for m in (model.metadata or []) if _name(m) != name]
+    """Stores `payload` as the metadata entry `name` (replacing an earlier one), in place; returns `model`.
+
+    An earlier entry keeps its buffer, which takes the new payload: a new buffer would leave the old
+    payload in the file, unreferenced but still written, so that each rewrite grew the file.
+    """
+    earlier = [m for m in (model.metadata or []) if _name(m) == name]
+    if earlier:
+        for repeated in earlier[1:]:  # a name given twice (by another tool): one entry remains
+            model.buffers[repeated.buffer].data = None
+            model.metadata.remove(repeated)
+        model.buffers[earlier[0].buffer].data = bytearray(payload)
+        return model
+    model.metadata = list(model.metadata or [])
     buffer = schema_fb.BufferT()
     buffer.data = bytearray(payload)
     model.buffers.append(buffer)
@@ -58,7 +56,9 @@ def with_metadata(model: schema_fb.ModelT, description: dict[str, Any]) -> schem
 def add_metadata(tflite: bytes, description: dict[str, Any]) -> bytes:
     """Returns `tflite` with `description` stored in its metadata (files zipped after it are kept)."""
     zipped = associated_files(bytes(tflite))
-    model = with_metadata(_load(tflite), description)
+    from convert.inspect import load_model  # (convert.inspect imports this module)
+
+    model = with_metadata(load_model(tflite), description)
     rewritten = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     # Re-serialising drops whatever followed the flatbuffer (the standard metadata's labels.txt).
     return append_associated_files(rewritten, zipped) if zipped else rewritten

@@ -17,7 +17,7 @@ if __name__ == "__main__" and os.path.basename(sys.path[0]) == "convert":
     # `python -m convert.inspect`) would shadow the standard library's `inspect`. The packages
     # themselves come from the installed project (`pip install -e .`), so only that entry goes.
     del sys.path[0]
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the report
+import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
 import argparse  # noqa: E402
 
@@ -133,21 +133,26 @@ def main(argv: list[str] | None = None) -> int:
         hint = " (train one first: python training/train.py)" if args.model == DEFAULT_MODEL else ""
         print(f"error: model file not found: {args.model}{hint}", file=sys.stderr)
         return 2
+    out = args.out or default_out(args.model, precision, export.output)
 
-    import tf_keras as keras
-
-    import zoo  # noqa: F401  (registers the zoo's layers for loading)
+    import zoo
     from convert.export import ExportError, export_tflite
     from convert.report import format_report
-    from zoo.files import atomic_write_bytes, atomic_write_json
+    from zoo.files import atomic_write_bytes, atomic_write_json, check_output_path, load_keras_model
 
+    for flag, path in (("--out", out), ("--json", args.json)):
+        try:
+            if path is not None:
+                check_output_path(path)  # here, not after a conversion of minutes
+        except ValueError as error:
+            print(f"error: {flag}: {error}", file=sys.stderr)
+            return 2
     try:
-        model = keras.models.load_model(args.model)
+        model = load_keras_model(args.model, compile=True)
         zoo.describe(model)
     except (OSError, ValueError) as error:
         print(f"error: cannot export {args.model}: {error}", file=sys.stderr)
         return 2
-    out = args.out or default_out(args.model, precision, export.output)
     options = dict(
         calibration=export.calibration,
         calibration_steps=export.calibration_steps,

@@ -17,7 +17,9 @@ import math
 import os
 from typing import Any, Callable, Mapping
 
-from training.config import CONFIG_FILE, ConfigError, DataConfig, OptimizerConfig, QATExperimentConfig, differences, get, read_file, resolve
+from training.config import (
+    CONFIG_FILE, ConfigError, DataConfig, OptimizerConfig, QATExperimentConfig, check_resumable, get, read_saved_config, resolve,
+)  # fmt: skip
 
 # Fields a resumed run must keep: they define the model, the data and its order.
 LOCKED = (
@@ -33,16 +35,15 @@ class QATError(ValueError):
 
 def load_float_model(path: str):
     """Loads a trained zoo `.keras` model; QATError naming the file if missing, unreadable or undescribed."""
-    import tf_keras as keras
-
     import zoo
+    from zoo.files import load_keras_model
 
     if not os.path.isfile(path):
         raise QATError(f"model file not found: {path} (train one first: python training/train.py)")
     try:
-        model = keras.models.load_model(path, compile=False)
-    except (OSError, ValueError, TypeError) as error:
-        raise QATError(f"cannot load {path} as a Keras model: {error}") from None
+        model = load_keras_model(path)
+    except ValueError as error:
+        raise QATError(str(error)) from None
     try:
         zoo.describe(model)
     except ValueError as error:
@@ -68,11 +69,28 @@ def trained_defaults(description: Mapping[str, Any], lr_scale: float) -> dict[st
     }
 
 
-def resolve_qat_config(*layers: Mapping[str, Any]) -> tuple[QATExperimentConfig, Any]:
+def default_out(model_path: str) -> str:
+    """The run folder of a QAT run without `training.out`: qat/ beside the float model."""
+    return os.path.join(os.path.dirname(os.path.abspath(model_path)), "qat")
+
+
+def resolve_qat_config(
+    *layers: Mapping[str, Any], resume: bool = False, flags: Mapping[str, str] | None = None
+) -> tuple[QATExperimentConfig, Any]:
     """(config, the loaded float model): defaults, then the model's training values, then `layers`
-    (e.g. a --config file, then flags). QATError naming the first bad value."""
+    (e.g. a --config file, then flags). QATError naming the first bad value.
+
+    With `resume`, the run folder's config.yaml (`training.out`, else qat/ beside the model) comes
+    before `layers`, as for training/train.py --resume: a resumed run needs only --out and what
+    changes (e.g. --steps), and a locked field (`LOCKED`) that differs is a QATError naming it,
+    by its flag when `flags` (the command's table, argparse dest -> field) has one.
+    """
     try:
         given = resolve(QATExperimentConfig, *layers)
+        if resume:
+            run_dir = given.training.out or default_out(given.qat.model)
+            layers = (read_saved_config(run_dir, "quantize/qat.py", QATExperimentConfig), *layers)
+            given = resolve(QATExperimentConfig, *layers)
     except ConfigError as error:
         raise QATError(str(error)) from None
     model = load_float_model(given.qat.model)
@@ -85,7 +103,15 @@ def resolve_qat_config(*layers: Mapping[str, Any]) -> tuple[QATExperimentConfig,
         raise QATError(str(error)) from None
     config.qat.model = os.path.abspath(config.qat.model)
     if config.training.out is None:
-        config.training.out = os.path.join(os.path.dirname(config.qat.model), "qat")
+        config.training.out = default_out(config.qat.model)
+    from zoo.files import check_output_path
+
+    try:
+        check_output_path(config.training.out, folder=True)
+    except ValueError as error:
+        raise QATError(f"--out: {error}") from None
+    if resume:
+        check_resume(config, flags)
     for path in ("schedule.steps", "data.batch_size", "qat.calibration_steps", "training.log_every", "training.checkpoint_every"):
         if get(config, path) < 1:
             raise QATError(f"{path} must be positive, got {get(config, path)}")
@@ -100,19 +126,15 @@ def resolve_qat_config(*layers: Mapping[str, Any]) -> tuple[QATExperimentConfig,
     return config, model
 
 
-def check_resume(config: QATExperimentConfig) -> None:
-    """With --resume: the run folder's config must match every locked field (QATError naming the first that differs)."""
-    path = os.path.join(config.training.out, CONFIG_FILE)
-    if not os.path.isfile(path):
-        raise QATError(f"--resume: {path} not found; is {config.training.out} a folder written by quantize/qat.py?")
+def check_resume(config: QATExperimentConfig, flags: Mapping[str, str] | None = None) -> None:
+    """With --resume: the run folder's config must match every locked field (QATError naming the first that
+    differs; `flags`, the command's flag table, names it by its flag). The rule is train.py's
+    (`training.config.check_resumable`)."""
     try:
-        saved = resolve(QATExperimentConfig, read_file(path))
+        saved_layer = read_saved_config(config.training.out, "quantize/qat.py", QATExperimentConfig)
+        check_resumable(config, saved_layer, LOCKED, where=os.path.join(config.training.out, CONFIG_FILE), flags=flags)
     except ConfigError as error:
         raise QATError(str(error)) from None
-    changed = differences(config, saved, LOCKED)
-    if changed:
-        field = changed[0]
-        raise QATError(f"--resume: {field} {get(config, field)!r} differs from the run's {get(saved, field)!r} (see {path})")
 
 
 def freeze_batchnorm(qat_model) -> int:
@@ -168,7 +190,7 @@ def run_qat(config: QATExperimentConfig, model=None, *, resume: bool = False, lo
     out, run, data = config.training.out, config.training, config.data
     if resume:
         check_resume(config)
-    if multi_worker_requested(run.strategy):
+    if multi_worker_requested(run.strategy, run.cpu_replicas):
         raise QATError("QAT fine-tuning runs in one process (several GPUs of one machine are fine; unset TF_CONFIG); "
                        "multi-worker training is for training/train.py")  # fmt: skip
 

@@ -20,11 +20,10 @@ OUT/tensorboard/ and OUT/config.yaml (the resolved config) make the run resumabl
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
 from training.config import QATExperimentConfig, add_loop_flags, document_defaults  # noqa: E402  (after the environment variable above)
 
@@ -70,8 +69,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batchnorm", choices=("frozen", "train"),
                    help="frozen: BatchNorms use their moving statistics, as the exported graph folds them "
                    "(scale/offset still train); train: batch statistics, as in training/train.py")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint at the same step and data position; "
-                   "the model/data/optimiser settings recorded in OUT/config.yaml must not change (--steps may grow)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (none: qat/ beside --model) from its newest checkpoint at the same step and data position; "
+                   "its settings come from OUT/config.yaml, as for training/train.py --resume: give only what changes (e.g. a larger --steps); "
+                   "a model/data/optimiser flag that differs from the run's is refused")
     p.add_argument("--calibration-steps", type=int, metavar="N",
                    help="calibration images: they set the QAT quantizers' initial ranges (instead of tfmot's "
                    "[-6, 6]) and, in the int8 export, the ranges of tensors no QAT quantizer covers")
@@ -99,11 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         file_layer = read_file(args.config, QATExperimentConfig) if args.config else {}
-        config, model = resolve_qat_config(file_layer, flag_overrides(args, FLAGS))
+        config, model = resolve_qat_config(file_layer, flag_overrides(args, FLAGS), resume=args.resume, flags=FLAGS)
         report = run_qat(config, model, resume=args.resume, log=lambda message: print(message, flush=True))
     except (ConfigError, QATError, DatasetError, ExportError, NonFiniteLoss, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if "int8_rules" not in report:  # qat.export false: stopped after model_qat.keras
+        return 0
     print(format_report([report]))
     rules = report["int8_rules"]
     print(

@@ -10,7 +10,8 @@ keeps on one worker, in order, so the fixture is built once.
 Shared fixtures (test modules never import one another; what several need is here):
 `make_tiny_model`, `make_tiny_export_model`, `make_image_sensitive_model` (factories of fresh tiny models), `tiny_ksac` (one
 read-only tiny model for the session), `save_tiny_model` (a tiny model saved as .keras),
-`one_conv_tflite` (a one-convolution .tflite), `gpu_adapter`, `assert_runs_on_gpu` (LiteRT's GPU accelerator)
+`one_conv_tflite` (a one-convolution .tflite), `gpu_adapter`, `assert_runs_on_gpu` (LiteRT's GPU accelerator),
+`assert_int8_parity` (an int8 export against Keras)
 and `run_core_tests` (the Android demo's Java core tests).
 """
 
@@ -173,6 +174,30 @@ def assert_runs_on_gpu() -> Callable[..., None]:
             pytest.fail(f"LiteRT's GPU accelerator does not load here: {report['gpu_reason']}; {GPU_INSTALL_HINT}")
         assert report["gpu_fully_accelerated"] is True, report["gpu_reason"]
         assert report["gpu_argmax_agreement"] >= min_agreement, gpu
+
+    return check
+
+
+# ---------------------------------------------------------------- int8 exports against Keras
+
+
+@pytest.fixture(scope="session")
+def assert_int8_parity() -> Callable[..., None]:
+    """`assert_int8_parity(report, min_agreement, max_diff)` for an int8 export report made with parity.
+
+    Prints the figures, then asserts the arg-max agreement with Keras and the largest |logit difference|
+    against bounds the calling test sets from measurement (the figures and the margin in a comment there),
+    and that the exporter checked TFLite's bias-scale rule on the file's int32 biases (it raises where one
+    breaks it). The bounds catch a wrong shared pyramid kernel, and on an image-sensitive model a wrong
+    input scale too (tests/test_convert.py's INT8_PARITY says which figures each bound came from).
+    """
+
+    def check(report: dict[str, Any], min_agreement: float, max_diff: float) -> None:
+        figures = {key: report.get(key) for key in ("model", "input_size", "argmax_agreement", "max_abs_diff",
+                                                     "parity_images", "bias_scale_ops", "input_scale_untied")}  # fmt: skip
+        print(f"\nint8 parity: {figures}")
+        assert report["precision"] == "int8" and report["bias_scale_ops"] > 0, figures
+        assert report["argmax_agreement"] >= min_agreement and report["max_abs_diff"] <= max_diff, figures
 
     return check
 

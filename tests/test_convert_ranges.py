@@ -43,7 +43,7 @@ def find(scales, prefix):
 
 
 @pytest.mark.slow
-def test_given_ranges_replace_the_calibrated_ones(make_tiny_export_model):
+def test_given_ranges_replace_the_calibrated_ones(make_tiny_export_model, assert_int8_parity):
     model = make_tiny_export_model("mobilenetv2_ksac")
     common = dict(calibration="synthetic", calibration_steps=4, parity_images=2)
     calibrated = export_tflite(model, "int8", **common)
@@ -59,7 +59,11 @@ def test_given_ranges_replace_the_calibrated_ones(make_tiny_export_model):
         assert find(before, prefix)[0] != pytest.approx(scale, rel=1e-3)  # calibration had measured another range
     # A tensor not named keeps its calibrated range; the kernel is still stored once.
     assert find(scales, "block_1_expand_relu/Relu6") == find(before, "block_1_expand_relu/Relu6")
-    assert result.report["shared_kernel_buffers"] == 1 and result.report["argmax_agreement"] > 0.5
+    assert result.report["shared_kernel_buffers"] == 1
+    # Against Keras, as test_convert.py's INT8_PARITY["mobilenetv2_ksac"] (2x the measured max |diff|):
+    # measured agreement 1.0 both, max |diff| 0.0109 calibrated, 0.0114 with the given ranges.
+    assert_int8_parity(calibrated.report, 0.99, 0.02)
+    assert_int8_parity(result.report, 0.99, 0.02)
 
 
 def test_ranges_are_for_int8_only(tiny_ksac):

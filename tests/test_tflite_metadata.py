@@ -75,6 +75,19 @@ def test_the_file_still_runs_and_rewriting_keeps_the_labels(one_conv_tflite):
     assert read_metadata(rewritten)["precision"] == "fp32"
 
 
+def test_replacing_the_description_keeps_one_copy(one_conv_tflite):
+    """Each rewrite stores the description once: the file does not grow, the old one is gone."""
+    exported = with_standard_metadata(one_conv_tflite, DESCRIPTION)
+    first = add_metadata(exported, dict(DESCRIPTION, name="first_model_name"))
+    again = add_metadata(first, dict(DESCRIPTION, name="first_model_name"))
+    assert len(again) == len(first) and first.count(b"first_model_name") == 1
+    renamed = add_metadata(again, dict(DESCRIPTION, name="other_model_name"))  # a name of the same length
+    assert len(renamed) == len(first) and b"first_model_name" not in renamed
+    assert read_metadata(renamed)["name"] == "other_model_name"
+    assert associated_files(renamed) == {"labels.txt": b"background\nroad\ntree\n"}  # the zip, once
+    assert renamed.count(b"background\nroad\ntree\n") == 1
+
+
 def test_what_mediapipe_would_misread_gets_no_metadata():
     assert metadata_refusal(DESCRIPTION, "float32") is None
     assert "describes float32" in metadata_refusal(DESCRIPTION, "uint8")
@@ -99,26 +112,70 @@ def test_not_a_metadata_flatbuffer_is_an_error(one_conv_tflite):
         read_standard_metadata(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
 
 
-def test_int8_input_scale_is_moved_off_rounding_ties():
+def _int8_tie_model(padded: bool = False):
+    """A 1x1 conv (with a bias) on a 9x9 input, full-integer int8, calibrated on images reaching pixel 0 and
+    255: the input scale is 2/255, every pixel on a rounding tie. `padded`: a PAD reads the input first."""
     import tensorflow as tf
     import tf_keras as keras
 
-    from convert.export import plain_converter, untie_input_scale
+    from convert.export import plain_converter
     from convert.inspect import load_model
 
     inputs = keras.Input((9, 9, 3), batch_size=1)
-    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
+    conv = keras.layers.Conv2D(2, 1)
+    model = keras.Model(inputs, conv(keras.layers.ZeroPadding2D(1)(inputs) if padded else inputs))
+    conv.bias.assign([3.0, -5.0])  # biases far from 0, so that a bias left at its old scale is visible
     converter = plain_converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    # Calibration images reaching pixel 0 and 255: the input scale is 2/255, every pixel on a tie.
     converter.representative_dataset = lambda: ([np.full((1, 9, 9, 3), v, np.float32)] for v in (-1.0, 1.0))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    flatbuffer = load_model(converter.convert())
+    return load_model(converter.convert()), conv.bias.numpy()
+
+
+def test_int8_input_scale_is_moved_off_rounding_ties_with_its_biases():
+    from convert.export import untie_input_scale
+    from convert.inspect import bias_scale_errors
+
+    flatbuffer, bias = _int8_tie_model()
     graph = flatbuffer.subgraphs[0]
-    quantized_input = graph.tensors[graph.operators[0].outputs[0]]
+    quantize, conv = graph.operators[:2]  # QUANTIZE, CONV_2D (then DEQUANTIZE)
+    quantized_input = graph.tensors[quantize.outputs[0]]
+    bias_tensor = graph.tensors[conv.inputs[2]]
     assert quantized_input.quantization.scale[0] == pytest.approx(2 / 255)
+    assert bias_scale_errors(flatbuffer) == (1, [])  # as the converter wrote it
     normalization = DESCRIPTION["normalization"]
     assert untie_input_scale(flatbuffer, normalization) == 1 + 2**-9
     steps = (np.arange(256) - 127.5) / 127.5 / quantized_input.quantization.scale[0]
     assert np.min(np.abs(steps - np.floor(steps) - 0.5)) > 5e-4  # no pixel near a rounding tie
+    # TFLite's rule holds again (bias scale = input scale x weight scale), and each bias's integers were
+    # rescaled with it: the bias the kernel adds is the model's to one step (left as they were, 3 and
+    # -5 would be off by 2^-9 of themselves, hundreds of steps).
+    assert bias_scale_errors(flatbuffer) == (1, [])
+    step = np.asarray(bias_tensor.quantization.scale, np.float64)
+    integers = np.frombuffer(bytes(flatbuffer.buffers[bias_tensor.buffer].data), "<i4")
+    np.testing.assert_array_less(np.abs(integers * step - bias), step)
     assert untie_input_scale(flatbuffer, normalization) is None  # once is enough
+
+
+def test_the_input_scale_stays_where_an_op_must_keep_it():
+    """A PAD copies int8 values, so its output's scale must stay the input's: no untie there."""
+    from convert.export import untie_input_scale
+    from convert.inspect import bias_scale_errors, op_name
+
+    flatbuffer, _ = _int8_tie_model(padded=True)
+    graph = flatbuffer.subgraphs[0]
+    assert [op_name(flatbuffer, op) for op in graph.operators][:2] == ["QUANTIZE", "PAD"]
+    assert untie_input_scale(flatbuffer, DESCRIPTION["normalization"]) is None
+    assert graph.tensors[graph.operators[0].outputs[0]].quantization.scale[0] == pytest.approx(2 / 255)
+    assert bias_scale_errors(flatbuffer) == (1, [])
+
+
+def test_the_bias_scale_check_names_the_op_that_breaks_the_rule():
+    from convert.inspect import bias_scale_errors
+
+    flatbuffer, _ = _int8_tie_model()
+    graph = flatbuffer.subgraphs[0]
+    bias = graph.tensors[graph.operators[1].inputs[2]]
+    bias.quantization.scale = [s * (1 + 2**-9) for s in bias.quantization.scale]
+    checked, errors = bias_scale_errors(flatbuffer)
+    assert checked == 1 and len(errors) == 1 and errors[0].startswith("CONV_2D #1") and "1.00195" in errors[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 from convert import to_tflite
@@ -98,9 +99,83 @@ def test_unknown_section_is_an_error():
         resolve(ExperimentConfig, {"modle": {}})
 
 
-def test_evaluate_takes_its_data_from_a_config_file(tmp_path, capsys):
+def test_evaluate_takes_its_data_from_a_config_file(save_tiny_model, tmp_path, capsys):
+    from PIL import Image
+
     from training import evaluate as evaluate_cli
 
+    # A two-image folder dataset that only the config file names (the model was trained on synthetic).
+    folder = tmp_path / "data"
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.full((24, 32, 3), 60 * i, np.uint8)).save(folder / "images" / f"x{i}.png")
+        Image.fromarray(np.full((24, 32), i, np.uint8)).save(folder / "masks" / f"x{i}.png")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {{train: 'folder:{folder}'}}\n")
+    model = str(tmp_path / "m.keras")
+    save_tiny_model(model, data="synthetic")
+    assert evaluate_cli.main(["--model", model, "--config", str(config), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["data"], result["images"]) == (f"folder:{folder}", 2)
     missing = str(tmp_path / "nope.yaml")
-    assert evaluate_cli.main(["--model", str(tmp_path / "m.keras"), "--config", missing]) == 1
+    assert evaluate_cli.main(["--model", model, "--config", missing]) == 1
     assert missing in capsys.readouterr().err
+
+
+PAPER_RECIPE = os.path.join(os.path.dirname(__file__), "..", "configs", "paper", "mobilenetv2_ksac.yaml")
+
+
+@pytest.mark.parametrize("base", [["--model", "mobilenetv2_ksac"], ["--config", PAPER_RECIPE]], ids=["flags", "recipe"])
+@pytest.mark.parametrize("flags, rates", [
+    (["--output-stride", "8"], [12, 24, 36]),
+    (["--output-stride", "32"], [3, 6, 9]),
+    (["--output-stride", "16"], [6, 12, 18]),
+    (["--output-stride", "8", "--rates", "6,12,18"], [6, 12, 18]),  # rates given too: kept
+])  # fmt: skip
+def test_output_stride_re_derives_the_rates_with_or_without_a_recipe(base, flags, rates):
+    # The recipe states rates [6, 12, 18] for OS 16; --output-stride 8 used to keep them.
+    config = train_cli.resolve_config(train_cli.parse_args([*base, *flags]))
+    assert config.model.rates == rates
+
+
+def test_rates_are_kept_when_the_stride_does_not_change_and_resume_refuses_a_new_stride(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {name: mobilenetv2_ksac, output_stride: 8, rates: [4, 8, 12]}\n")
+    for flags in ([], ["--output-stride", "8"]):  # the recipe's stride: its own rates stay
+        assert train_cli.resolve_config(train_cli.parse_args(["--config", str(recipe), *flags])).model.rates == [4, 8, 12]
+    assert train_cli.resolve_config(train_cli.parse_args(["--config", str(recipe), "--output-stride", "16"])).model.rates == [6, 12, 18]
+    out = str(tmp_path / "run")
+    os.makedirs(out)
+    write(train_cli.resolve_config(train_cli.parse_args([*TINY, "--output-stride", "8", "--out", out])), out)
+    for flags in ([], ["--output-stride", "8"]):
+        assert train_cli.resolve_config(train_cli.parse_args(["--resume", "--out", out, *flags])).model.rates == [12, 24, 36]
+    with pytest.raises(train_cli.UsageError, match=r"--output-stride \(model.output_stride\) 16 differs from the run's 8"):
+        train_cli.resolve_config(train_cli.parse_args(["--resume", "--out", out, "--output-stride", "16"]))
+
+
+def test_the_rates_rule_is_documented_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        train_cli.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "re-derives the atrous rates" in text and "an --output-stride that changes the stride re-derives them" in text
+
+
+def test_benchmark_output_strides_build_their_own_rates():
+    # benchmarks/run.py, the other command with --output-stride, builds registry models by stride
+    # (no rates option, no model section): each stride gets its DeepLab rates, as in train.py.
+    from benchmarks.models import benchmark_model
+    from zoo import describe
+
+    model = benchmark_model("mobilenetv2_ksac", 65, 8, overrides={"width": 0.35, "head_filters": 16})
+    assert describe(model)["rates"] == [12, 24, 36]
+
+
+def test_resume_with_an_empty_section_in_the_config_file(tmp_path):
+    out = str(tmp_path / "run")
+    os.makedirs(out)
+    write(train_cli.resolve_config(train_cli.parse_args([*TINY, "--out", out])), out)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("training:\nmodel:\n")  # sections without fields: nothing to override
+    config = train_cli.resolve_config(train_cli.parse_args(["--config", str(empty), "--resume", "--out", out]))
+    assert config.model.name == "mobilenetv2_ksac" and config.training.out == os.path.realpath(out)

@@ -16,7 +16,7 @@ from training import train as train_cli
 from training.config import read_file
 
 # `--dist loadgroup` runs this module on one worker: the training-run fixture is built once.
-pytestmark = pytest.mark.xdist_group("straight_run")
+pytestmark = [pytest.mark.trains, pytest.mark.xdist_group("straight_run")]
 
 TINY = ["--backbone", "mobilenetv2", "--head", "ksac", "--width", "0.35", "--head-filters", "32",
         "--crop-size", "65", "--batch-size", "2", "--lr", "0.01", "--seed", "3", "--log-every", "1"]  # fmt: skip
@@ -142,6 +142,60 @@ def test_bad_inputs_fail_before_writing(tmp_path, capsys, monkeypatch):
     assert "TF_CONFIG is not valid JSON" in capsys.readouterr().err and not (tmp_path / "tf_config").exists()
 
 
+@pytest.mark.parametrize(
+    "tf_config, extra, expected",
+    [
+        (None, ["--strategy", "multiworker"], "--strategy multiworker needs TF_CONFIG"),
+        ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}}', [], "TF_CONFIG has a cluster but no 'task'"),
+        ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}',
+         ["--cpu-replicas", "2"], "--cpu-replicas 2 trains this process alone"),
+        ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}',
+         ["--strategy", "default"], "--strategy default trains this process alone"),
+    ],
+    ids=["multiworker-without-TF_CONFIG", "cluster-without-task", "cluster-and-cpu-replicas", "cluster-and-default"],
+)
+def test_a_contradictory_multi_worker_request_is_refused_before_writing(tmp_path, capsys, monkeypatch, tf_config, extra, expected):
+    """Each of these once trained alone (or crashed in TensorFlow), each process thinking itself chief."""
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    out = tmp_path / "run"
+    assert train_cli.main(TINY + ["--steps", "2", "--out", str(out), *extra]) == 2
+    assert expected in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_forced_dilated_form_without_its_gradient_is_refused_before_writing(tmp_path, capsys, monkeypatch):
+    """float64 has no native dilated-conv gradient on any CPU kernel library: forcing it would fail at step 1."""
+    monkeypatch.setenv("KSAC_DILATED_CONV", "native")
+    out = tmp_path / "run"
+    assert train_cli.main(TINY + ["--steps", "2", "--float64", "--out", str(out)]) == 2
+    assert "KSAC_DILATED_CONV=native" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing_to_resume(tmp_path, capsys, monkeypatch):
+    """A sample that cannot be decoded, met at step 1 (the up-front check skipped): the run folder, which
+    would hold a config and a log but no checkpoint, is removed and runs/latest points where it did."""
+    folder = tmp_path / "data"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    (folder / "images" / "broken.jpg").write_bytes(b"\xff\xd8garbage")
+    cv2.imwrite(str(folder / "masks" / "broken.png"), np.zeros((40, 40), np.uint8))
+    runs = tmp_path / "runs"
+    (runs / "older").mkdir(parents=True)
+    os.symlink("older", runs / "latest")
+    monkeypatch.chdir(tmp_path)
+    args = TINY + ["--steps", "2", "--data", f"folder:{folder}", "--no-data-check"]
+    assert train_cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "removed" in err
+    assert sorted(os.listdir(runs)) == ["latest", "older"] and os.readlink(runs / "latest") == "older"
+    out = tmp_path / "named"  # --out given: the folder goes too
+    assert train_cli.main(args + ["--out", str(out)]) == 1
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys):
     out = str(tmp_path / "nan")
@@ -188,3 +242,20 @@ def test_a_lost_peer_is_named_in_the_message():
     assert peer_error_reason(tf.errors.UnavailableError(None, None, heartbeat)) == "/job:worker/replica:0/task:1 stopped sending heartbeats"
     assert peer_error_reason(tf.errors.UnavailableError(None, None, reset)) == "/job:worker/replica:0/task:0: recvmsg:Connection reset by peer"
     assert peer_error_reason(tf.errors.AbortedError(None, None, "Graph execution error:\n  File \"x\"\nsomething broke")) == "something broke"
+
+
+def test_worker_rank_orders_the_chief_first_then_the_workers():
+    import types
+
+    import tensorflow as tf
+
+    from training.trainer import worker_rank
+
+    spec = tf.train.ClusterSpec({"chief": ["a:1"], "worker": ["b:1", "c:1"]})
+
+    def strategy(task_type, task_id):
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(spec, task_type=task_type, task_id=task_id)
+        return types.SimpleNamespace(cluster_resolver=resolver)
+
+    assert [worker_rank(strategy(*task)) for task in (("chief", 0), ("worker", 0), ("worker", 1))] == [(0, 3), (1, 3), (2, 3)]
+    assert worker_rank(tf.distribute.get_strategy()) == (0, 1)

@@ -422,34 +422,121 @@ def test_mobilenet_v2_reproduces_tfslim_at_odd_and_even_sizes(deeplab_mobilenet_
 # ---------------------------------------------------------------- round trip, partial checkpoints, formats
 
 
-def _randomize(model, seed: int) -> None:
-    """Every weight away from its initial value (KSAC's included); variances positive."""
+def _randomize(model, seed: int, small_variances: bool = False) -> None:
+    """Every weight away from its initial value (KSAC's included); variances positive, with `small_variances`
+    a fifth of them between 1e-7 and 1e-2 (around DeepLab's Xception epsilon difference, 9.9e-4)."""
     rng = np.random.default_rng(seed)
     for w in model.weights:
-        value = rng.uniform(0.5, 1.5, w.shape) if "variance" in w.name else w.numpy() + rng.normal(0, 0.05, w.shape)
+        if "variance" in w.name:
+            value = rng.uniform(0.5, 1.5, w.shape)
+            if small_variances:
+                value = np.where(rng.uniform(size=w.shape) < 0.2, 10 ** rng.uniform(-7, -2, w.shape), value)
+        else:
+            value = w.numpy() + rng.normal(0, 0.05, w.shape)
         w.assign(value.astype(np.float32))
 
 
 def _assert_round_trip(source, fresh, folder: str) -> None:
-    export_tf1_checkpoint(source, os.path.join(folder, "model.ckpt"))
-    report = load_weights(fresh, folder)  # a directory with a `checkpoint` file: its latest checkpoint
-    assert not report.left_at_init and not report.unused and not report.skipped
+    """Export then import: every weight back bit for bit, except the BatchNorms the export report names
+    (variances DeepLab's epsilon cannot hold), which keep the outputs."""
+    report = export_tf1_checkpoint(source, os.path.join(folder, "model.ckpt"))
+    imported = load_weights(fresh, folder)  # a directory with a `checkpoint` file: its latest checkpoint
+    assert not imported.left_at_init and not imported.unused and not imported.skipped
+    rescaled = {line.split(":")[0] for line in report.rescaled}
+    by_name = {m.ours: m.tf1_name for m in tf1_mapping(source)}
+    for ours, theirs in zip(source.weights, fresh.weights):
+        if by_name[ours.name.split(":")[0]].rsplit("/", 1)[0] not in rescaled:
+            np.testing.assert_array_equal(theirs.numpy(), ours.numpy(), err_msg=ours.name)
     images = np.random.default_rng(3).uniform(-1, 1, (1, 65, 65, 3)).astype(np.float32)
     np.testing.assert_allclose(fresh(images, training=False), source(images, training=False), rtol=1e-5, atol=1e-5)
+    return report
 
 
 def test_export_then_import_gives_identical_outputs(make_tiny_model, tmp_path):
     source = make_tiny_model("mobilenetv2_ksac", seed=1, num_classes=5)
-    _randomize(source, 7)
-    _assert_round_trip(source, make_tiny_model("mobilenetv2_ksac", seed=2, num_classes=5), str(tmp_path / "export"))
+    _randomize(source, 7, small_variances=True)  # MobileNetV2's epsilon is TF-slim's: nothing to transform
+    report = _assert_round_trip(source, make_tiny_model("mobilenetv2_ksac", seed=2, num_classes=5), str(tmp_path / "export"))
+    assert report.exact
 
 
 @pytest.mark.slow  # a second Xception65 (~7 s on a busy 2-core CPU); also checks the inverse of the epsilon fold
 def test_export_then_import_gives_identical_outputs_xception65(xception_ksac, tmp_path):
-    _randomize(xception_ksac, 7)
+    _randomize(xception_ksac, 7, small_variances=True)
     keras.utils.set_random_seed(2)
     fresh = build_model("xception65_ksac", input_size=65, width=XCEPTION_WIDTH, head_filters=HEAD)
-    _assert_round_trip(xception_ksac, fresh, str(tmp_path / "export"))
+    report = _assert_round_trip(xception_ksac, fresh, str(tmp_path / "export"))
+    assert not report.exact and all(line.startswith("xception_65/") for line in report.rescaled)
+
+
+def _xception_stem(epsilon_variances: np.ndarray):
+    """DeepLab Xception65's first layer alone (our names: conv + BatchNorm with our epsilon 1e-5)."""
+    from zoo.layers import batch_norm
+
+    inputs = keras.Input((5, 5, 3))
+    x = keras.layers.Conv2D(len(epsilon_variances), 1, use_bias=False, name="entry_flow_conv1_1")(inputs)
+    model = keras.Model(inputs, batch_norm("entry_flow_conv1_1_bn")(x))
+    rng = np.random.default_rng(0)
+    bn = model.get_layer("entry_flow_conv1_1_bn")
+    bn.set_weights([rng.uniform(0.5, 1.5, len(epsilon_variances)), rng.normal(0, 0.1, len(epsilon_variances)),
+                    rng.normal(0, 0.1, len(epsilon_variances)), epsilon_variances])  # fmt: skip
+    return model
+
+
+def test_small_xception_variances_keep_the_outputs_and_are_reported(tmp_path, capsys):
+    # DeepLab's Xception BatchNorm has epsilon 1e-3, ours 1e-5: a variance of ours below 9.9e-4 would need a
+    # negative one in DeepLab's file. The export writes 0 and scales gamma instead, and says so.
+    variances = np.float32([0.0, 1e-7, 5e-4, 9.8e-4, 9.9e-4, 1e-3, 2e-3, 0.5, 1.25])
+    below = variances < np.float32(1e-3 - 1e-5)  # (float32's 9.9e-4 is what the import makes of a file's 0: exact)
+    source = _xception_stem(variances)
+    report = export_tf1_checkpoint(source, str(tmp_path / "export" / "model.ckpt"))
+    printed = capsys.readouterr().out
+    assert not report.exact and report.rescaled == [f"xception_65/entry_flow/conv1_1/BatchNorm: {below.sum()} of 9 channels "
+                                                    f"(smallest variance 0)"]  # fmt: skip
+    assert "warning: 1 BatchNorm(s)" in printed and report.rescaled[0] in printed and below.sum() == 4
+    reader = tf.train.load_checkpoint(str(tmp_path / "export" / "model.ckpt"))
+    scope = "xception_65/entry_flow/conv1_1/BatchNorm/"
+    variance, gamma = reader.get_tensor(scope + "moving_variance"), reader.get_tensor(scope + "gamma")
+    assert (variance >= 0).all() and (variance[below] == 0).all()
+    # DeepLab's inference from the file (epsilon 1e-3) computes ours.
+    x = np.random.default_rng(1).normal(0, 0.05, (1, 5, 5, 3)).astype(np.float32)
+    deeplab = tf.nn.batch_normalization(tf.nn.conv2d(x, reader.get_tensor("xception_65/entry_flow/conv1_1/weights"), 1, "SAME"),
+                                        reader.get_tensor(scope + "moving_mean"), variance,
+                                        reader.get_tensor(scope + "beta"), gamma, 1e-3)  # fmt: skip
+    np.testing.assert_allclose(deeplab, source(x, training=False), rtol=1e-5, atol=1e-6)
+    # Importing it back: the same outputs; every variance above 9.9e-4 (and its gamma) bit for bit.
+    fresh = _xception_stem(np.ones(9, np.float32))
+    load_weights(fresh, str(tmp_path / "export"))
+    np.testing.assert_allclose(fresh(x, training=False), source(x, training=False), rtol=1e-5, atol=1e-6)
+    ours, back = source.get_layer("entry_flow_conv1_1_bn"), fresh.get_layer("entry_flow_conv1_1_bn")
+    np.testing.assert_array_equal(back.moving_variance.numpy()[~below], variances[~below])
+    np.testing.assert_array_equal(back.gamma.numpy()[~below], ours.gamma.numpy()[~below])
+    scale = np.sqrt(1e-3 / (variances[below].astype(np.float64) + 1e-5))
+    np.testing.assert_allclose(back.gamma.numpy()[below], ours.gamma.numpy()[below] * scale, rtol=1e-6)
+
+
+def test_import_adds_the_epsilon_difference_exactly(tmp_path):
+    # A DeepLab variance v is normalised by sqrt(v + 1e-3); ours after import by sqrt(v' + 1e-5): v' is
+    # v + 9.9e-4 rounded once (the nearest float32). Exporting it again writes v up to that rounding, which is
+    # float32's own on v + 1e-3 (0 comes back as 0, not as a hair below it).
+    file_variances = np.float32([0.0, 1e-9, 1e-3, 0.123456, 1.0, 37.5])
+
+    def stem(writer):
+        with scope("xception_65/entry_flow/conv1_1"):
+            writer.var("weights", [1, 1, 3, 6])
+            with scope("BatchNorm"):
+                for leaf in ("gamma", "beta", "moving_mean"):
+                    writer.var(leaf, [6])
+                tf.compat.v1.get_variable("moving_variance", initializer=file_variances, use_resource=False)
+
+    prefix = write_checkpoint(str(tmp_path / "deeplab" / "model.ckpt"), stem)
+    model = _xception_stem(np.ones(6, np.float32))
+    load_weights(model, prefix)
+    imported = model.get_layer("entry_flow_conv1_1_bn").moving_variance.numpy()
+    np.testing.assert_array_equal(imported, (file_variances.astype(np.float64) + (1e-3 - 1e-5)).astype(np.float32))
+    assert export_tf1_checkpoint(model, str(tmp_path / "again" / "model.ckpt")).exact
+    again = tf.train.load_checkpoint(str(tmp_path / "again" / "model.ckpt"))
+    written = again.get_tensor("xception_65/entry_flow/conv1_1/BatchNorm/moving_variance")
+    assert written[0] == 0 and (np.abs(written - file_variances) <= 2 * 2.0**-24 * (file_variances + 1e-3)).all()
 
 
 def test_partial_checkpoint_is_reported(mobilenet_ksac, tmp_path, capsys):

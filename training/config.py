@@ -4,9 +4,12 @@ A command's config is resolved from, lowest priority first:
 
 1. the dataclass defaults below;
 2. (QAT only) what the model being fine-tuned was trained with;
-3. `--config FILE`, a YAML or JSON file with any subset of the sections, e.g.
+3. (with `--resume`) the run folder's `config.yaml`;
+4. `--config FILE`, a YAML or JSON file with any subset of the sections, e.g.
    ``{"model": {"name": "mobilenetv2_ksac"}, "optimizer": {"lr": 0.01}}``;
-4. command-line flags (each flag names one field; see the `FLAGS` table of each command).
+5. command-line flags (each flag names one field; see the `FLAGS` table of each command).
+
+A layer that changes the output stride but gives no rates re-derives them (`resolve`).
 
 Each run writes the resolved config to its run folder as `config.yaml`; `--resume`
 reads it back, so a resumed run trains the same model on the same data in the same
@@ -42,7 +45,7 @@ class ModelConfig:
 
     name: str | None = None  # e.g. "mobilenetv2_ksac"; --backbone/--head choose it too
     output_stride: int = 16
-    rates: list[int] | None = None  # None: DeepLab's (6, 12, 18) at OS 16, doubled at OS 8
+    rates: list[int] | None = None  # None: DeepLab's (6, 12, 18) at OS 16, doubled at OS 8 (see `resolve`)
     decoder: bool | None = None  # None: the registry's default for the model (Xception65: yes)
     width: float = 1.0
     head_filters: int = 256
@@ -193,11 +196,21 @@ def from_dict(cls: type[Config], values: Mapping[str, Any], where: str = "config
     for name, value in values.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
+            _check_section(where, name, value)
             default = next(f for f in dataclasses.fields(cls) if f.name == name).default_factory()
             kwargs[name] = from_dict(hint, merge(to_dict(default), value or {}), f"{where}.{name}")
         else:
             kwargs[name] = _check_type(value, hint, f"{where}.{name}")
     return cls(**kwargs)
+
+
+def _check_section(where: str, name: str, value: Any) -> None:
+    """ConfigError unless section `name` is a mapping of fields or empty (e.g. `model: foo` is refused)."""
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{where}: section {name!r} must be a mapping of fields (`{name}:` then indented `field: value` lines), "
+            f"got {type(value).__name__} {value!r}"
+        )
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
@@ -227,11 +240,13 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def read_file(path: str, schema: type | None = None) -> dict[str, Any]:
+def read_file(path: str, schema: type | None = None, *, sections: bool = True) -> dict[str, Any]:
     """A config file's contents (YAML, or JSON, which YAML reads too); ConfigError naming the file.
 
-    With `schema` (a config dataclass), the fields are checked against it too, so that an
-    unknown or mistyped field is reported with the file's name.
+    Every top-level value must be a section: a mapping of fields, or empty (returned as {}: its
+    defaults). `sections=False` reads a flat file (the config.json of old runs) as it is. With
+    `schema` (a config dataclass), the fields are checked against it too, so that an unknown or
+    mistyped field is reported with the file's name.
     """
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
@@ -244,17 +259,41 @@ def read_file(path: str, schema: type | None = None) -> dict[str, Any]:
         return {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
+    if sections:
+        for name, value in values.items():
+            _check_section(path, name, value)
+        values = {name: value or {} for name, value in values.items()}
     if schema is not None:
         from_dict(schema, values, where=path)
     return values
 
 
 def resolve(cls: type[Config], *layers: Mapping[str, Any], where: str = "config") -> Config:
-    """`cls`'s defaults overridden by each of `layers` in turn (nested dicts, e.g. a file, then flags)."""
+    """`cls`'s defaults overridden by each of `layers` in turn (nested dicts, e.g. a file, then flags).
+
+    One rule couples two fields: a layer that changes `model.output_stride` without giving
+    `model.rates` re-derives the rates (None: DeepLab's for the new stride, see
+    `zoo.registry.default_rates`). Rates are in pixels of the feature map, so rates meant for
+    one stride are wrong at another; `--config recipe.yaml --output-stride 8` thus gets the
+    same rates as `--output-stride 8` alone, (12, 24, 36). A layer that gives both keeps its rates.
+    """
     values: dict[str, Any] = {}
     for layer in layers:
-        values = merge(values, layer)
+        values = merge(values, _rederive_rates(cls, values, layer))
     return from_dict(cls, values, where)
+
+
+def _rederive_rates(cls: type, below: Mapping[str, Any], layer: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`layer`, with `model.rates` reset to None if it changes the output stride of `below` and gives no rates."""
+    if not (dataclasses.is_dataclass(cls) and typing.get_type_hints(cls).get("model") is ModelConfig):
+        return layer
+    model, before = layer.get("model"), below.get("model")
+    if not isinstance(model, Mapping) or "output_stride" not in model or "rates" in model:
+        return layer  # (a section that is not a mapping is reported by from_dict)
+    before = before if isinstance(before, Mapping) else {}
+    if model["output_stride"] == before.get("output_stride", ModelConfig.output_stride):
+        return layer
+    return merge(layer, {"model": {"rates": None}})
 
 
 def flag_overrides(args: Any, flags: Mapping[str, str]) -> dict[str, Any]:
@@ -307,6 +346,35 @@ def get(config: Any, path: str) -> Any:
 def differences(config: Any, saved: Any, paths: typing.Iterable[str]) -> list[str]:
     """The dotted paths among `paths` whose values differ between two configs."""
     return [path for path in paths if get(config, path) != get(saved, path)]
+
+
+def read_saved_config(run_dir: str, written_by: str, schema: type) -> dict[str, Any]:
+    """The config layer a run folder was written with (`run_dir/config.yaml`), for `--resume`.
+
+    ConfigError if the folder has none (`written_by`, e.g. "quantize/qat.py", says which command
+    writes it) or if a field does not fit `schema` (the command's config dataclass; names the file).
+    """
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise ConfigError(f"--resume: {path} not found; is {run_dir} a run folder of {written_by}?")
+    return read_file(path, schema)
+
+
+def check_resumable(
+    config: Any, saved_layer: Mapping[str, Any], locked: typing.Iterable[str], *, where: str, flags: Mapping[str, str] | None = None
+) -> None:
+    """`--resume`'s rule, as train.py and qat.py both apply it: the resolved `config` keeps every `locked`
+    field (the model, the data and its order) of the run's saved config, `saved_layer` (read from `where`).
+
+    ConfigError naming the first field that differs, by its flag when the command's `flags` table
+    (argparse dest -> field) has one.
+    """
+    saved = resolve(type(config), saved_layer, where=where)
+    changed = differences(config, saved, locked)
+    if changed:
+        field = changed[0]
+        name = next((f"--{dest.replace('_', '-')} ({field})" for dest, path in (flags or {}).items() if path == field), field)
+        raise ConfigError(f"--resume: {name} {get(config, field)!r} differs from the run's {get(saved, field)!r} (see {where})")
 
 
 def build_model_from_config(

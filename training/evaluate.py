@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any, Iterable, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -116,6 +115,8 @@ def evaluate(
         {"miou": percent, "per_class": {name: percent or None}, "pixel_accuracy": percent,
          "images": n, "model": path, "data": spec, "split": split, "multi_scale": bool, "flip": bool, "seconds": s}
     """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
     predictor = load_predictor(predictor_or_path) if isinstance(predictor_or_path, str) else predictor_or_path
     desc = predictor.description
     spec = data_spec or desc.get("data") or "synthetic"
@@ -187,7 +188,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resize", choices=RESIZES, help="letterbox (the model's recorded contract, default; what the app and "
                    "predict.py do) or stretch (to the input size, aspect not kept: what MediaPipe's ImageSegmenter does)")
     p.add_argument("--json", action="store_true", help="print one JSON object (miou, per_class, ...) instead of the table")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        p.error(f"--limit must be at least 1, got {args.limit}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -23,7 +23,7 @@ from training.datasets import DatasetError, read_image  # noqa: E402
 from training.palette import voc_palette  # noqa: E402,F401  (re-exported)
 from training.predictors import Predictor, load_predictor  # noqa: E402
 from training.preprocess import eval_inputs  # noqa: E402
-from zoo.files import atomic_write_bytes  # noqa: E402
+from zoo.files import atomic_write_bytes, check_output_path  # noqa: E402
 
 
 def predict_image(predictor: Predictor, image: np.ndarray, resize: str | None = None) -> np.ndarray:
@@ -85,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     args = parse_args(argv)
     try:
+        for out in (args.out, labels_path(args.out)):
+            check_output_path(out)  # before the model runs
         image = read_image(args.image)
         predictor = load_predictor(args.model)
         description_preprocessing(predictor.description)  # an unknown preprocessing is refused before running

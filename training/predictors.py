@@ -44,18 +44,19 @@ class KerasPredictor(Predictor):
     """A `.keras` model saved by training/train.py (or any zoo model)."""
 
     def __init__(self, path_or_model: Any) -> None:
-        import tf_keras as keras
-
-        import zoo  # noqa: F401  (registers the custom layers for load_model)
         from zoo import describe
+        from zoo.files import load_keras_model
 
         if isinstance(path_or_model, str):
             self.path = path_or_model
-            self.model = keras.models.load_model(path_or_model, compile=False)
+            self.model = load_keras_model(path_or_model)
         else:
             self.path = getattr(path_or_model, "name", "model")
             self.model = path_or_model
-        self.description = describe(self.model)
+        try:
+            self.description = describe(self.model)
+        except ValueError as error:
+            raise ValueError(f"{self.path}: {error}") from None
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, np.float32)

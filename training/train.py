@@ -15,8 +15,7 @@ import sys
 import tempfile
 from typing import Any, Sequence
 
-# Keep TensorFlow's C++ start-up chatter out of the progress lines.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
 from training.config import (  # noqa: E402  (after the environment variable above)
     CONFIG_FILE,
@@ -25,11 +24,12 @@ from training.config import (  # noqa: E402  (after the environment variable abo
     ModelConfig,
     OptimizerConfig,
     add_loop_flags,
+    check_resumable,
     document_defaults,
-    differences,
     flag_overrides,
     get,
     read_file,
+    read_saved_config,
     resolve,
 )
 
@@ -101,8 +101,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="GLOBAL batch size, split evenly across replicas")
     p.add_argument("--crop-size", type=int, help="side of the square training crop in pixels; must be >= the output stride")
     p.add_argument("--input-size", type=int, help="input side recorded in the saved model (evaluation/export size); none: the crop size")
-    p.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="backbone output stride")
-    p.add_argument("--rates", help="comma-separated atrous rates, e.g. 6,12,18 (none: 6,12,18 at OS 16, doubled at OS 8)")
+    p.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="backbone output stride; one that changes --config's stride re-derives the atrous rates (as without --config) unless --rates is given too")
+    p.add_argument("--rates", help="comma-separated atrous rates, e.g. 6,12,18 (none: --config's, else 6,12,18 at OS 16, doubled at OS 8, halved at OS 32; an --output-stride that changes the stride re-derives them)")
     p.add_argument("--lr", type=float, help="initial learning rate FOR THE GLOBAL BATCH (DeepLab's 0.007 is for batch 16; scale it linearly with the batch)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="sgd (the paper's: SGD with --momentum) or adam (learns faster from scratch in short runs; try --lr 1e-3); both follow the poly schedule")
     p.add_argument("--momentum", type=float, help="SGD momentum")
@@ -154,13 +154,10 @@ def flag_layer(args: argparse.Namespace) -> dict[str, Any]:
 
 def read_run_config(run_dir: str) -> dict[str, Any]:
     """The config a run folder was trained with (config.yaml; older runs' flat config.json is converted)."""
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if os.path.isfile(path):
-        return read_file(path)
     legacy = os.path.join(run_dir, LEGACY_CONFIG)
-    if not os.path.isfile(legacy):
-        raise UsageError(f"--resume: {path} not found; is {run_dir} a run folder of training/train.py?")
-    flat = read_file(legacy)
+    if os.path.isfile(os.path.join(run_dir, CONFIG_FILE)) or not os.path.isfile(legacy):
+        return read_saved_config(run_dir, "training/train.py", ExperimentConfig)
+    flat = read_file(legacy, sections=False)
     nested = flag_overrides(argparse.Namespace(**flat), FLAGS)
     nested.setdefault("model", {})["name"] = flat.get("model")
     nested.setdefault("schedule", {})["steps"] = flat.get("steps")
@@ -173,18 +170,10 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
         file_layer = read_file(args.config, ExperimentConfig) if args.config else {}
         flags = flag_layer(args)
         if args.resume:
-            run_dir = args.out or file_layer.get("training", {}).get("out") or os.path.join("runs", "latest")
+            run_dir = args.out or (file_layer.get("training") or {}).get("out") or os.path.join("runs", "latest")
             saved_layer = read_run_config(run_dir)
-            saved = resolve(ExperimentConfig, saved_layer, where=os.path.join(run_dir, CONFIG_FILE))
             config = resolve(ExperimentConfig, saved_layer, file_layer, flags)
-            changed = differences(config, saved, LOCKED)
-            if changed:
-                field = changed[0]
-                flag = next((f"--{dest.replace('_', '-')}" for dest, path in FLAGS.items() if path == field), field)
-                raise UsageError(
-                    f"--resume: {flag} ({field}) {get(config, field)!r} differs from the run's {get(saved, field)!r} "
-                    f"(see {os.path.join(run_dir, CONFIG_FILE)})"
-                )
+            check_resumable(config, saved_layer, LOCKED, where=os.path.join(run_dir, CONFIG_FILE), flags=FLAGS)
             config.training.out = os.path.realpath(run_dir)
         else:
             config = resolve(ExperimentConfig, file_layer, flags)
@@ -226,6 +215,13 @@ def check_config(config: ExperimentConfig, resuming: bool) -> None:
             weights_format(model.weights)
         except (FileNotFoundError, ValueError) as error:
             raise UsageError(f"--weights: {error}") from None
+    if config.training.out is not None:
+        from zoo.files import check_output_path
+
+        try:
+            check_output_path(config.training.out, folder=True)
+        except ValueError as error:
+            raise UsageError(f"--out: {error}") from None
 
 
 def build(config: ExperimentConfig, dataset, sync: bool, input_size: int | None = None, weights: str | None = None):
@@ -278,29 +274,38 @@ def train(args: argparse.Namespace) -> int:
 
     from training.config import write as write_config
     from training.datasets import open_dataset
-    from training.runs import default_run_dir, point_latest
+    from training.runs import default_run_dir, point_latest, remove_run_folder
     from training.trainer import (
         Trainer, is_chief, is_multi_worker, local_weights, make_strategy, multi_worker_requested, weights_checksum,
+        worker_rank,
     )
     from zoo import describe
+    from zoo.atrous import check_trainable
     from zoo.files import atomic_write_json
 
     run = config.training
     try:
-        multi_worker_wanted = multi_worker_requested(run.strategy)
+        multi_worker_wanted = multi_worker_requested(run.strategy, run.cpu_replicas)
     except ConfigError as error:
         raise UsageError(str(error)) from None
     if multi_worker_wanted and not args.out:
         raise UsageError("multi-worker training needs --out: the run folder, on storage every worker can read")
     strategy = make_strategy(run.strategy, run.cpu_replicas)
     replicas = strategy.num_replicas_in_sync
+    try:  # after make_strategy: the probe runs an op, and no strategy can be made once TensorFlow has run one
+        check_trainable("float64" if run.float64 else "float32")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if config.data.batch_size % replicas:
         raise UsageError(f"--batch-size {config.data.batch_size} is not divisible by the {replicas} replicas")
 
     # Everything that can fail on bad input fails here, before the run folder exists.
     dataset = open_dataset(config.data.train, "train")
     if config.data.check:
-        dataset.check()
+        # Each worker of a multi-worker run checks its own share (every n-th sample), so that together
+        # they check every sample once; a worker that finds a bad one stops, and the others with it.
+        rank, processes = worker_rank(strategy)
+        dataset.check(shard=(rank, processes))
 
     keras.utils.set_random_seed(run.seed)
     # For the whole run: Keras reads floatx when it builds layers and applies constraints.
@@ -337,21 +342,31 @@ def train(args: argparse.Namespace) -> int:
             print(f"nothing to do: the run is at step {start_step}, --steps/--stop-at is {stop_step}")
             return 0
 
+        fresh = chief and not args.resume and not os.path.exists(out)
         os.makedirs(work_dir, exist_ok=True)
+        latest_before = None
         if chief:
             run.out = os.path.abspath(out)
             write_config(config, out)
             if given_out is None or os.path.basename(os.path.dirname(os.path.abspath(out))) == "runs":
-                point_latest(out)
+                latest_before = point_latest(out)
 
         print(
             f"training {config.model.name} on {dataset.spec} ({len(dataset)} images, {dataset.num_classes} classes), "
             f"{replicas} replica(s), global batch {config.data.batch_size}, crop {config.data.crop_size}, steps {start_step}->{stop_step}"
         )
-        result = trainer.fit(
-            dataset, batch_size=config.data.batch_size, crop_size=config.data.crop_size,
-            normalization=describe(model)["normalization"], data_seed=run.seed, start_step=start_step, stop_step=stop_step,
-        )  # fmt: skip
+        try:
+            result = trainer.fit(
+                dataset, batch_size=config.data.batch_size, crop_size=config.data.crop_size,
+                normalization=describe(model)["normalization"], data_seed=run.seed, start_step=start_step, stop_step=stop_step,
+            )  # fmt: skip
+        except BaseException:
+            if fresh and trainer.manager.latest_checkpoint is None:
+                # Nothing to resume from: remove what this run wrote, so that neither --resume nor
+                # runs/latest finds a folder with a config and no checkpoint.
+                remove_run_folder(out, latest_before)
+                print(f"the run stopped before its first checkpoint; removed {out}", file=sys.stderr)
+            raise
         if multi_worker:
             # No collective op after this point: a worker may exit while the chief still saves.
             task = strategy.cluster_resolver.task_type, strategy.cluster_resolver.task_id

@@ -4,10 +4,11 @@
 >>> model = build_model("mobilenetv2_ksac", input_size=257)
 """
 
-import os
+# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) buries our own output: import it quietly,
+# before anything else does (see zoo/quiet_startup.py).
+from zoo.quiet_startup import import_tensorflow
 
-# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) buries our own output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import_tensorflow()
 
 from zoo.layers import ModelDescription, ResizeToMatch, SharedAtrousConv2D
 from zoo.registry import (

@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.names if n not in list_models()]
     if unknown:
         parser.error(f"unknown model {', '.join(unknown)}; valid models: {', '.join(list_models())}")
-    rows = [summarize(name, args) for name in args.names]
+    try:
+        rows = [summarize(name, args) for name in args.names]
+    except ValueError as error:  # an option the model cannot take (input size, classes, rates), in build_model's words
+        parser.error(str(error))
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

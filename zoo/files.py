@@ -1,10 +1,12 @@
-"""Atomic file writes: a reader (or a crash) never sees a half-written output file."""
+"""Model and output files: atomic writes (a reader, or a crash, never sees a half-written output file),
+output paths checked before any work, and `.keras` models loaded with one clear error."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import zipfile
 from typing import Any
 
 
@@ -55,3 +57,52 @@ def atomic_save_keras(model: Any, path: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_output_path(path: str, *, folder: bool = False) -> None:
+    """Refuses, before any work is done, an output path that cannot be written; ValueError naming it.
+
+    A file output must not be an existing directory, a folder output not an existing file; missing
+    folders on the way are created when the output is written (as `atomic_write_bytes` does), so the
+    nearest existing one must be a writable directory (not a file).
+
+    Args:
+        path: the output file (or, with `folder`, the output folder).
+        folder: `path` is a folder that the command creates or writes into.
+    """
+    full = os.path.abspath(path)
+    if folder and os.path.exists(full) and not os.path.isdir(full):
+        raise ValueError(f"{path} exists and is not a directory; give a folder for this output")
+    if not folder and os.path.isdir(full):
+        raise ValueError(f"{path} is a directory; give a file name for this output")
+    existing = full if folder and os.path.isdir(full) else os.path.dirname(full)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"cannot write {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: {existing} is not writable")
+
+
+def load_keras_model(path: str, *, compile: bool = False) -> Any:
+    """`keras.models.load_model(path)` with the zoo's layers registered, and one clear error naming `path`.
+
+    Raises:
+        FileNotFoundError: `path` is not a file.
+        ValueError: the file is empty, not a Keras model, or a model Keras cannot load.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path} is empty, not a Keras model")
+    import h5py
+    import tf_keras as keras
+
+    import zoo  # noqa: F401  (registers the custom layers the saved model uses)
+
+    if not zipfile.is_zipfile(path) and not h5py.is_hdf5(path):
+        raise ValueError(f"{path} is not a Keras model: neither a .keras archive (zip) nor a Keras HDF5 file")
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except Exception as error:  # a damaged archive fails in many ways inside Keras (OSError, KeyError, ValueError...)
+        raise ValueError(f"cannot load {path} as a Keras model: {type(error).__name__}: {error}") from None

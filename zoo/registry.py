@@ -106,7 +106,9 @@ def build_model(
         num_classes: classes predicted, background included.
         input_size: side of the square input, or (height, width).
         output_stride: 8, 16 or 32.
-        rates: atrous rates; default (6, 12, 18) at OS 16, doubled at OS 8.
+        rates: atrous rates, in pixels of the feature map; None: `default_rates(output_stride)`,
+            (6, 12, 18) at OS 16, doubled at OS 8, halved at OS 32. (A config that changes the stride
+            without giving rates gets these too: `training.config.resolve`.)
         decoder: add the DeepLabV3+ decoder; default per model (Xception65 yes).
         width: backbone width multiplier.
         backbone_weights: a local Keras HDF5 weights file or `.keras` model (loaded by

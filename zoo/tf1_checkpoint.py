@@ -24,13 +24,25 @@ scope it maps to. Weight names within a scope are `WEIGHT_NAMES`.
 Layouts: slim's `weights` are [kh, kw, in, out] like Keras' Conv2D kernel, and slim's
 `depthwise_weights` are [kh, kw, in_channels, multiplier], exactly the layout of
 Keras' DepthwiseConv2D `depthwise_kernel` (both feed `tf.nn.depthwise_conv2d`), so
-no tensor is transposed. Two values are transformed, both exactly invertible:
+no tensor is transposed. Two values are transformed:
 
 - `concat_projection/weights`: DeepLab concatenates [image pooling, aspp0, aspp1..n],
-  our heads [1x1, pyramid..., image pooling]; the input-channel blocks are reordered.
-- `moving_variance` where DeepLab's BatchNorm epsilon differs from ours (its
-  Xception65 backbone uses 1e-3, ours 1e-5): we store `variance + 1e-3 - 1e-5`, so
-  that inference computes exactly DeepLab's `1 / sqrt(variance + 1e-3)`.
+  our heads [1x1, pyramid..., image pooling]; the input-channel blocks are reordered
+  (exactly invertible).
+- `moving_variance` where DeepLab's BatchNorm epsilon differs from ours: its Xception65
+  backbone normalises by `sqrt(variance + 1e-3)`, our Xception65 by `sqrt(variance + 1e-5)`
+  (DeepLab's 1e-5 elsewhere; our MobileNetV2 keeps keras.applications' 1e-3, as TF-slim's,
+  so it needs nothing). The import stores `variance + (1e-3 - 1e-5)`, so that our layer
+  computes exactly DeepLab's normalisation; it is exact for every checkpoint. The export
+  subtracts the difference again (in float64, rounded once, so that export then import
+  gives back every variance bit for bit). Where it cannot: a variance of ours below
+  1e-3 - 1e-5 = 9.9e-4 (a channel that barely varies, e.g. one a ReLU keeps at 0) would
+  need a negative variance in DeepLab's file, which no BatchNorm reader should be given.
+  Such channels are written with variance 0 and their `gamma` scaled by
+  `sqrt(1e-3 / (variance + 1e-5))`: DeepLab's inference (and ours after importing the
+  file) computes the same outputs, but the parameters are not ours (importing gives
+  variance 9.9e-4 and the scaled gamma, and training from them starts elsewhere). The
+  export report (`TF1ExportReport`, printed) lists those BatchNorms as a warning.
 
 Our layers without a counterpart (they stay at their initialisation and are listed
 in the report):
@@ -82,10 +94,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from zoo.weights import (
+    _SHOWN,
     TF1_CHECKPOINT,
     ArchitectureMismatchError,
     ImportReport,
     ShapeMismatchError,
+    WeightsImportError,
     tf1_checkpoint_prefix,
     weight_id,
 )
@@ -159,6 +173,7 @@ class Mapping:
     part: str  # "backbone", "head" or "logits"
     to_ours: Callable[[np.ndarray], np.ndarray] | None = None  # transform on import
     to_tf1: Callable[[np.ndarray], np.ndarray] | None = None  # its inverse, on export
+    epsilons: tuple[float, float] | None = None  # a moving_variance's BatchNorm epsilon, (ours, the file's), where they differ
 
     @property
     def ours(self) -> str:
@@ -182,8 +197,26 @@ def _concat_transforms(pool_filters: int):
 
 
 def _variance_transforms(ours_epsilon: float, source_epsilon: float):
+    """The file's moving variance <-> ours, so that both normalise by the same `sqrt(variance + epsilon)`.
+
+    In float64, rounded once to the tensor's type: export then import gives every variance back bit
+    for bit; import then export gives the file's back to the rounding of `variance + shift` (a
+    relative 6e-8 of the normaliser; a file's 0 comes back as 0). The export's value is negative
+    for a variance of ours below the epsilons' difference (`export_tf1_checkpoint` writes those
+    channels another way; see the module docstring).
+    """
     shift = source_epsilon - ours_epsilon
-    return (lambda v: v + shift), (lambda v: np.maximum(v - shift, 0.0))
+
+    def to_ours(value: np.ndarray) -> np.ndarray:
+        return (np.asarray(value, np.float64) + shift).astype(value.dtype)
+
+    def to_tf1(value: np.ndarray) -> np.ndarray:
+        exported = (np.asarray(value, np.float64) - shift).astype(value.dtype)
+        # What the import made of the file's 0 (a dead channel) is a hair below `shift` after
+        # rounding: it goes back to 0, not to a tiny negative value.
+        return np.where((exported < 0) & (to_ours(np.zeros_like(exported)) == value), 0, exported).astype(value.dtype)
+
+    return to_ours, to_tf1
 
 
 def tf1_mapping(model: keras.Model) -> list[Mapping]:
@@ -210,15 +243,16 @@ def tf1_mapping(model: keras.Model) -> list[Mapping]:
                     name = f"{scope}/{parts[-2][len('bn_'):]}/BatchNorm/{WEIGHT_NAMES[short]}"
                 else:
                     name = f"{scope}/{WEIGHT_NAMES[short]}"
-                to_ours = to_tf1 = None
+                to_ours = to_tf1 = epsilons = None
                 if short == "moving_variance":
                     inner = {bn.name: bn for bn in getattr(layer, "batch_norms", [])}  # KSAC's per-rate BatchNorms
                     ours_eps, source_eps = inner.get(parts[-2], layer).epsilon, _source_epsilon(name)
                     if source_eps != ours_eps:
                         to_ours, to_tf1 = _variance_transforms(ours_eps, source_eps)
+                        epsilons = (ours_eps, source_eps)
                 elif layer.name == "head_projection":
                     to_ours, to_tf1 = _concat_transforms(int(model.get_layer("head_pool_conv").filters))
-                mappings.append(Mapping(weight, name, part, to_ours, to_tf1))
+                mappings.append(Mapping(weight, name, part, to_ours, to_tf1, epsilons))
             break
     names = [m.tf1_name for m in mappings]
     duplicates = {n for n in names if names.count(n) > 1}
@@ -234,6 +268,19 @@ def _resolve(path: str) -> str:
             "or a directory with a 'checkpoint' file; nothing is downloaded)"
         )
     return prefix
+
+
+def read_checkpoint(prefix: str) -> tf.train.CheckpointReader:
+    """A reader of the TF1 checkpoint at `prefix`; WeightsImportError naming it when its .index is not one."""
+    try:
+        return tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as error:
+        raise WeightsImportError(f"cannot read the TF1 checkpoint {prefix}: {_reason(error)}") from None
+
+
+def _reason(error: Exception) -> str:
+    """TensorFlow's own words for a failed read (an OpError's message without its C++ context)."""
+    return (error.message if isinstance(error, tf.errors.OpError) else str(error)).split("\n")[0]
 
 
 def load_tf1_checkpoint(model: keras.Model, path: str) -> ImportReport:
@@ -252,7 +299,7 @@ def load_tf1_checkpoint(model: keras.Model, path: str) -> ImportReport:
         ArchitectureMismatchError: no backbone tensor of the checkpoint matches the model.
     """
     prefix = _resolve(path)
-    reader = tf.train.load_checkpoint(prefix)
+    reader = read_checkpoint(prefix)
     shapes = {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
     mappings = tf1_mapping(model)
     report = ImportReport(prefix, TF1_CHECKPOINT)
@@ -275,7 +322,10 @@ def load_tf1_checkpoint(model: keras.Model, path: str) -> ImportReport:
             report.skipped.append(f"{m.tf1_name} -> {m.ours}: {reason}")
             skipped_scopes.add(m.tf1_name.rsplit("/", 1)[0])
             continue
-        value = reader.get_tensor(m.tf1_name)
+        try:
+            value = reader.get_tensor(m.tf1_name)
+        except tf.errors.OpError as error:  # e.g. a .data file missing or cut short
+            raise WeightsImportError(f"cannot read tensor {m.tf1_name} of the TF1 checkpoint {prefix}: {_reason(error)}") from None
         values.append((m, m.to_ours(value) if m.to_ours else value))
     # The BatchNorm of a skipped head convolution is skipped too: statistics of another kernel are no use.
     for scope in sorted(skipped_scopes):
@@ -299,15 +349,72 @@ def load_tf1_checkpoint(model: keras.Model, path: str) -> ImportReport:
     return report.finish(model)
 
 
-def export_tf1_checkpoint(model: keras.Model, prefix: str) -> str:
+@dataclasses.dataclass
+class TF1ExportReport:
+    """What `export_tf1_checkpoint` wrote.
+
+    Attributes:
+        prefix: the checkpoint written.
+        tensors: how many tensors it holds.
+        rescaled: one line per BatchNorm with channels whose variance the file's epsilon cannot hold
+            (written with variance 0 and a scaled gamma, see the module docstring); empty when
+            importing the file gives back every mapped weight of the model exactly.
+    """
+
+    prefix: str
+    tensors: int
+    rescaled: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        """Whether importing the file gives back every mapped weight bit for bit."""
+        return not self.rescaled
+
+    def summary(self) -> str:
+        """The report as printed: one line, then a warning naming the BatchNorms that are not exact."""
+        lines = [f"wrote {self.tensors} tensors to {self.prefix} (TF1 checkpoint)"]
+        if self.rescaled:
+            lines.append(
+                f"  warning: {len(self.rescaled)} BatchNorm(s) have channels with a moving variance below DeepLab's "
+                "epsilon difference (1e-3 - 1e-5), which its BatchNorm cannot hold: written with variance 0 and gamma "
+                "scaled by sqrt(1e-3 / (variance + 1e-5)). Inference outputs are the same; importing the file gives "
+                "those parameters back changed (variance 9.9e-4, the scaled gamma):"
+            )
+            lines += [f"    {line}" for line in self.rescaled[:_SHOWN]]
+            if len(self.rescaled) > _SHOWN:
+                lines.append(f"    ... and {len(self.rescaled) - _SHOWN} more (TF1ExportReport.rescaled lists them all)")
+        return "\n".join(lines)
+
+
+def export_tf1_checkpoint(model: keras.Model, prefix: str) -> TF1ExportReport:
     """Writes every mapped weight of `model` under its TF1 name, as a TF1 name-based checkpoint.
 
     The inverse of `load_tf1_checkpoint` for the weights it maps: the same files a v1
     `Saver` writes (`prefix.index`, `prefix.data-00000-of-00001`, and a `checkpoint`
     file naming it in its directory), so `tf.train.load_checkpoint`, DeepLab's
-    `--tf_initial_checkpoint` and `load_weights` read it. Returns `prefix`.
+    `--tf_initial_checkpoint` and `load_weights` read it. Importing the file gives back
+    every mapped weight bit for bit, except in BatchNorm channels whose variance the file's
+    epsilon cannot hold (Xception65 variances below 9.9e-4; see the module docstring):
+    those keep the outputs, not the parameters, and the returned report (also printed)
+    lists them as a warning.
     """
-    tensors = {m.tf1_name: (m.to_tf1(m.weight.numpy()) if m.to_tf1 else m.weight.numpy()) for m in tf1_mapping(model)}
+    mappings = tf1_mapping(model)
+    tensors = {m.tf1_name: (m.to_tf1(m.weight.numpy()) if m.to_tf1 else m.weight.numpy()) for m in mappings}
+    report = TF1ExportReport(prefix, len(tensors))
+    for m in mappings:
+        if m.epsilons is None or not (tensors[m.tf1_name] < 0).any():
+            continue
+        # variance + file_eps would have to equal ours + ours_eps with a negative variance: write 0
+        # and put the rest of the normalisation into gamma (every BatchNorm of the zoo has one).
+        ours_eps, file_eps = m.epsilons
+        below = tensors[m.tf1_name] < 0
+        variance = np.asarray(m.weight.numpy(), np.float64)
+        scope = m.tf1_name.rsplit("/", 1)[0]
+        gamma = tensors[f"{scope}/gamma"]
+        scaled = np.asarray(gamma, np.float64) * np.sqrt(file_eps / (variance + ours_eps))
+        tensors[f"{scope}/gamma"] = np.where(below, scaled, gamma).astype(gamma.dtype)
+        tensors[m.tf1_name] = np.where(below, 0.0, tensors[m.tf1_name]).astype(gamma.dtype)
+        report.rescaled.append(f"{scope}: {int(below.sum())} of {below.size} channels (smallest variance {variance.min():.2g})")
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
     names = sorted(tensors)
@@ -320,4 +427,5 @@ def export_tf1_checkpoint(model: keras.Model, prefix: str) -> str:
     leaf = os.path.basename(prefix)
     with open(os.path.join(folder, "checkpoint"), "w") as f:
         f.write(f'model_checkpoint_path: "{leaf}"\nall_model_checkpoint_paths: "{leaf}"\n')
-    return prefix
+    print(report.summary())
+    return report

@@ -160,7 +160,11 @@ def tf1_checkpoint_prefix(path: str) -> str | None:
 
 def weights_format(path: str) -> str:
     """`HDF5`, `KERAS_ARCHIVE` or `TF1_CHECKPOINT` for a loadable source; FileNotFoundError / ValueError otherwise."""
-    if tf1_checkpoint_prefix(path) is not None:
+    prefix = tf1_checkpoint_prefix(path)
+    if prefix is not None:
+        from zoo.tf1_checkpoint import read_checkpoint
+
+        read_checkpoint(prefix)  # its .index is read now: a damaged one is refused before any model is built
         return TF1_CHECKPOINT
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -214,12 +218,9 @@ def load_keras_model_weights(model: keras.Model, path: str) -> ImportReport:
 
     Returns the report, and prints it; ValueError if no layer matches.
     """
-    import zoo.layers  # noqa: F401  (registers the custom layers the saved model uses)
+    from zoo.files import load_keras_model
 
-    try:
-        source = keras.models.load_model(path, compile=False)
-    except Exception as error:  # a corrupt archive fails in many ways inside Keras
-        raise ValueError(f"cannot load {path} as a .keras model: {error}") from None
+    source = load_keras_model(path)
     with_weights = _layers_with_weights(model)
     report = ImportReport(path, KERAS_ARCHIVE, layers_total=len(with_weights))
     used_source = set()

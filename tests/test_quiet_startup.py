@@ -1,0 +1,42 @@
+"""Commands print no TensorFlow C++ start-up lines (zoo/quiet_startup.py), and nothing else is lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from zoo.quiet_startup import STARTUP_LINE, startup_lines_dropped
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEEN = [  # as TensorFlow 2.21 printed them on a CPU-only machine
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1795981787.380862   27419 port.cc:153] oneDNN custom operations are on. You may see slightly different numerical results.",
+    "I0000 00:00:1795981787.381178   27419 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.",
+    "E0000 00:00:1795981790.701236   27419 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
+]
+
+
+def test_only_the_start_up_lines_are_dropped(capfd):
+    with startup_lines_dropped():
+        os.write(2, ("\n".join(SEEN) + "\nF0000 00:00:1.0   1 op_kernel.cc:9] a real failure\nTraceback: ours\n").encode())
+        print("from Python", file=sys.stderr)
+    err = capfd.readouterr().err
+    # (sorted: under pytest's capture, Python's sys.stderr bypasses file descriptor 2)
+    assert sorted(err.splitlines()) == ["F0000 00:00:1.0   1 op_kernel.cc:9] a real failure", "Traceback: ours", "from Python"]
+    assert all(STARTUP_LINE.fullmatch(line) for line in SEEN)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["training/train.py", "--help"], ["convert/to_tflite.py", "--help"], ["-m", "zoo", "list"],
+     ["-c", "import zoo, tensorflow as tf; print(tf.constant(1.0) + 1)"]],
+    ids=["train-help", "to_tflite-help", "zoo-list", "first-op"],
+)
+def test_commands_print_no_tensorflow_start_up_lines(command):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, env=dict(env, PYTHONPATH=ROOT), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "InitializeLog" not in result.stderr and ".cc:" not in result.stderr, result.stderr[-2000:]
