@@ -11,7 +11,7 @@ how many pixels its category mask equals ours:
   image to the input, our tools (`training/predict.py`, `training/evaluate.py`, the Android core)
   LETTERBOX it (the contract in `inference/preprocess.py`);
 - `agreement_padded`: the same images, padded to a square with the mean colour before MediaPipe and
-  its mask cropped back (the README's recipe for the letterbox contract in MediaPipe);
+  its mask cropped back (docs/mediapipe-and-web.md's recipe for the letterbox contract in MediaPipe);
 - `agreement_both_stretched`: the same images stretched on both sides (our `--resize stretch`), so
   that only the two resampling implementations differ.
 Images come from the data the model was trained on (its description's `data`; synthetic if none).
@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENT = os.path.join(ROOT, "benchmarks", "mediapipe_client.py")
 DEFAULT_PYTHON = os.path.join(ROOT, ".venv-mediapipe", "bin", "python")
 INSTALL_HINT = "run `make mediapipe-venv` (mediapipe 1.2.3 in a virtualenv of its own) or set KSAC_MEDIAPIPE_PYTHON"
-# The README's recipe pads with this colour: the mean (127.5), rounded, normalises to 0.004.
+# The recipe (docs/mediapipe-and-web.md) pads with this colour: the mean (127.5), rounded, normalises to 0.004.
 PAD_COLOUR = 128
 
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MediaPipe labels ({len(result['mediapipe_labels'])}): {', '.join(result['mediapipe_labels'])}")
     print(f"category mask = LiteRT arg-max, images at input size:           {100 * result['agreement_input_size']:.3f}%")
     print(f"non-square, MediaPipe stretches / we letterbox:                  {100 * result['agreement_stretch']:.3f}%")
-    print(f"non-square, MediaPipe on the image padded to a square (README):  {100 * result['agreement_padded']:.3f}%")
+    print(f"non-square, MediaPipe on the image padded to a square (docs/mediapipe-and-web.md):  {100 * result['agreement_padded']:.3f}%")
     print(f"non-square, both stretch (our --resize stretch):                 {100 * result['agreement_both_stretched']:.3f}%")
     if args.json:
         from zoo.files import atomic_write_json

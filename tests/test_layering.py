@@ -1,4 +1,4 @@
-"""The packages import in one direction only (README, "Layering"), lazily imported modules included."""
+"""The packages import in one direction only (docs/architecture.md), lazily imported modules included."""
 
 from __future__ import annotations
 

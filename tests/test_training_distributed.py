@@ -5,7 +5,7 @@ SIGKILL, are resumed, and end where one uninterrupted process ends.
 The runs train in float64 (`--float64`). In float32 these settings (an untrained network at
 lr 0.01, whose updates are larger than its weights) amplify rounding from step to step: one
 device and two replicas then differ by more than the weights themselves after 5 steps, although
-the gradients of step 1 agree to float32 precision (see README, "Training on several machines").
+the gradients of step 1 agree to float32 precision (see docs/multi-machine-training.md).
 In float64 every logic error (data order or sharding, augmentation seeds, loss scaling,
 BatchNorm synchronisation) would still show; rounding does not.
 """

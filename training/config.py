@@ -318,7 +318,7 @@ def add_loop_flags(parser: Any, log_name: str) -> None:
     parser.add_argument("--log-every", type=int, help=f"steps between progress lines / {log_name} rows (the final step is always logged)")
     parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
                         help="auto: multiworker if TF_CONFIG describes a cluster (several machines, one process each; "
-                        "README 'Training on several machines'), mirrored (with synchronized BatchNorm) if several GPUs "
+                        "docs/multi-machine-training.md), mirrored (with synchronized BatchNorm) if several GPUs "
                         "are visible, else one device")  # fmt: skip
     parser.add_argument("--cpu-replicas", type=int, help="split the CPU into N logical devices and mirror across them "
                         "(a testing aid for multi-replica code without GPUs)")  # fmt: skip

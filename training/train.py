@@ -118,7 +118,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help=f"continue the run in --out (else the --config file's out, else runs/latest) from its newest checkpoint: same step, learning rate, data position and RNG state; model/data settings come from its {CONFIG_FILE}")
     p.add_argument("--stop-at", type=int, help="stop after this step (checkpoint + model saved) although the schedule spans --steps; resume later with --resume")
     p.add_argument("--keep-checkpoints", type=int, help="how many recent checkpoints to keep")
-    p.add_argument("--float64", action="store_const", const=True, help="train in float64 (slower: about 1.3x on a CPU in the tests' tiny runs, far more on most GPUs): a numerical check that tells float32 rounding from a logic error when two runs should agree, e.g. several workers against one process (README, 'Training on several machines'); the saved model.keras is float32")
+    p.add_argument("--float64", action="store_const", const=True, help="train in float64 (slower: about 1.3x on a CPU in the tests' tiny runs, far more on most GPUs): a numerical check that tells float32 rounding from a logic error when two runs should agree, e.g. several workers against one process (docs/multi-machine-training.md); the saved model.keras is float32")
     add_loop_flags(p, "train_log.csv")
     document_defaults(p, FLAGS, ExperimentConfig())
     return p.parse_args(argv)

@@ -20,7 +20,7 @@ import { chromium } from 'playwright-core';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const WEB = path.resolve(HERE, '..');
-// Measured (README, "Web demo"): fp32 100.00 %, int8 100.00 % at the input size (6 images, 25,350
+// Measured (web_demo/README.md): fp32 100.00 %, int8 100.00 % at the input size (6 images, 25,350
 // pixels). The bars leave room for a kernel difference on a tie-prone untrained model (int8 more), not
 // for a preprocessing mistake: on this chaotic untrained model even rounding the resized input to
 // uint8 drops the agreement to 18-69 %, so a wrong normalisation, channel order or offset fails.
