@@ -3,7 +3,8 @@
 Specs (`open_dataset(spec, split)`):
 
 - `synthetic` (default): the built-in procedural dataset (`training/synthetic.py`),
-  21 classes, 2000 train / 200 val images of 256x256.
+  21 classes, 2000 train / 200 val images of 256x256. `synthetic:colours`: the same
+  images with the colour family as the class (5 classes; learnt in minutes, for `make demo`).
 - `voc:PATH`: PASCAL VOC 2012 (`PATH` = `VOCdevkit/VOC2012`): `JPEGImages/*.jpg`,
   `SegmentationClass/*.png` (palette PNGs; the palette *indices* are the labels),
   `ImageSets/Segmentation/{train,val}.txt`.
@@ -178,12 +179,14 @@ class SegmentationDataset:
 
 
 class SyntheticDataset(SegmentationDataset):
-    """The built-in procedural dataset; see `training/synthetic.py`."""
+    """The built-in procedural dataset; see `training/synthetic.py`. `colours=True`: the colour family is
+    the class (5 classes instead of 21, `--data synthetic:colours`)."""
 
-    def __init__(self, split: str, spec: str = "synthetic") -> None:
-        super().__init__("synthetic", spec, split, synthetic.LABEL_NAMES)
+    def __init__(self, split: str, spec: str = "synthetic", colours: bool = False) -> None:
+        super().__init__("synthetic", spec, split, synthetic.COLOUR_LABEL_NAMES if colours else synthetic.LABEL_NAMES)
         self._size = synthetic.SPLIT_SIZES[split]
         self._seed = synthetic.SPLIT_SEEDS[split]
+        self._colours = colours
 
     def __len__(self) -> int:
         return self._size
@@ -191,7 +194,8 @@ class SyntheticDataset(SegmentationDataset):
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= index < self._size:
             raise IndexError(index)
-        return synthetic.generate(self._seed + index)
+        image, mask = synthetic.generate(self._seed + index)
+        return (image, synthetic.COLOUR_LABELS[mask]) if self._colours else (image, mask)
 
     def check(self, limit: int | None = None, workers: int = 4, shard: tuple[int, int] = (0, 1)) -> None:
         return None  # generated, always valid
@@ -361,8 +365,8 @@ def open_dataset(spec: str | None, split: str) -> SegmentationDataset:
     spec = spec or "synthetic"
     _check_split(split)
     scheme, _, path = spec.partition(":")
-    if scheme == "synthetic" and not path:
-        return SyntheticDataset(split, spec)
+    if scheme == "synthetic" and path in ("", "colours"):
+        return SyntheticDataset(split, spec, colours=path == "colours")
     if scheme in ("voc", "sbd", "ade20k", "folder", "trainaug") and not path:
         raise DatasetError(f"--data {spec!r}: the {scheme} scheme needs a path, e.g. {scheme}:/data/...")
     if scheme == "voc":
@@ -383,6 +387,6 @@ def open_dataset(spec: str | None, split: str) -> SegmentationDataset:
             raise DatasetError(f"the {split} split of {spec} is empty: no images in {os.path.join(base, 'images')}")
         return FileDataset("folder", spec, split, _folder_label_names(path, samples), samples)
     raise DatasetError(
-        f"unknown --data scheme {scheme!r} in {spec!r}; valid: synthetic, voc:PATH, sbd:PATH, "
+        f"unknown --data scheme {scheme!r} in {spec!r}; valid: synthetic, synthetic:colours, voc:PATH, sbd:PATH, "
         "trainaug:VOC_PATH,SBD_PATH, ade20k:PATH, folder:PATH"
     )
