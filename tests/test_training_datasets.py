@@ -219,3 +219,15 @@ def test_a_sharded_check_visits_every_sample_once_across_the_shards(tmp_path, mo
         dataset.check(shard=(rank, 3))
         shards.append(sorted(visited))
     assert shards == [[0, 3, 6], [1, 4], [2, 5]]
+
+
+def test_synthetic_colours_is_the_same_images_with_the_colour_family_as_the_class():
+    shapes, colours = open_dataset("synthetic", "val"), open_dataset("synthetic:colours", "val")
+    assert colours.label_names == ["background", "red", "yellow", "green", "blue"] and len(colours) == len(shapes)
+    for index in range(3):
+        (image, mask), (same_image, colour_mask) = shapes.load(index), colours.load(index)
+        np.testing.assert_array_equal(image, same_image)
+        expected = np.where(mask == 0, 0, (mask.astype(int) - 1) // len(synthetic.SHAPES) + 1)
+        np.testing.assert_array_equal(colour_mask, expected)
+    with pytest.raises(DatasetError, match="synthetic:shapes"):
+        open_dataset("synthetic:shapes", "val")
