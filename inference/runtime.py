@@ -32,16 +32,16 @@ that a child process on a machine without TensorFlow can use it.
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+
+from inference.native_log import native_stderr
 
 DEVICES = ("cpu", "gpu")
 # Integer tensor types that carry a (scale, zero point) and so have a float meaning.
@@ -57,6 +57,7 @@ _REASON_PATTERNS = (
 # Lines about other accelerators (NPU, vendor compiler plugins) that never explain a GPU failure.
 _UNRELATED = re.compile(r"npu_registry|compiler_plugin|Source Location")
 # The accelerator loaded but some ops would fall back to the CPU (which we do not allow).
+_XNNPACK_CREATED = re.compile(r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.")
 _PARTLY_ACCELERATED = re.compile(r"Operation is not supported|operations will run on the CPU")
 
 
@@ -292,8 +293,9 @@ class TFLiteModel:
             raise InvalidModel(f"{where} is not a valid TFLite model: {' '.join(str(error).split())}") from error
 
     def _load_cpu(self) -> None:
-        self._interpreter = self._new_interpreter()
-        self._interpreter.allocate_tensors()
+        with native_stderr(drop=_XNNPACK_CREATED):  # printed on every load, whatever the log level
+            self._interpreter = self._new_interpreter()
+            self._interpreter.allocate_tensors()
         self.inputs = [_info_from_detail(d) for d in self._interpreter.get_input_details()]
         self.outputs = [_info_from_detail(d) for d in self._interpreter.get_output_details()]
         # The interpreter runs every op itself (XNNPACK takes what it supports, the rest are builtins).
@@ -314,7 +316,7 @@ class TFLiteModel:
 
         options = Options(hardware_accelerators=HardwareAccelerator.GPU, gpu_options=GpuOptions(enforce_f32=self.enforce_f32))
         error: Exception | None = None
-        with _stderr_captured() as log:
+        with native_stderr() as log:
             try:
                 if self._data is not None:
                     # Kept on `self._data`: the model may point into these bytes while it lives.
@@ -484,30 +486,3 @@ def _io_quantization(model: str | bytes) -> dict[int, tuple[float, int]]:
     return found
 
 
-class _Captured:
-    text = ""
-
-
-@contextlib.contextmanager
-def _stderr_captured() -> Iterator[_Captured]:
-    """Captures what is written to file descriptor 2 (LiteRT's C++ log) inside the block.
-
-    The text is on the yielded object after the block, and is written back to stderr
-    then, so that nothing the accelerator said is lost to a reader of the log.
-    """
-    captured = _Captured()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            raw = sink.read()
-            captured.text = raw.decode("utf-8", "replace")
-            while raw:  # os.write may write only part of a long log
-                raw = raw[os.write(2, raw) :]

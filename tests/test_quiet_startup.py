@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from zoo.quiet_startup import STARTUP_LINE, startup_lines_dropped
+from inference.native_log import native_stderr
+from zoo.quiet_startup import STARTUP_LINE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEEN = [  # as TensorFlow 2.21 printed them on a CPU-only machine
@@ -20,13 +21,14 @@ SEEN = [  # as TensorFlow 2.21 printed them on a CPU-only machine
 
 
 def test_only_the_start_up_lines_are_dropped(capfd):
-    with startup_lines_dropped():
+    with native_stderr(drop=STARTUP_LINE) as captured:
         os.write(2, ("\n".join(SEEN) + "\nF0000 00:00:1.0   1 op_kernel.cc:9] a real failure\nTraceback: ours\n").encode())
         print("from Python", file=sys.stderr)
     err = capfd.readouterr().err
     # (sorted: under pytest's capture, Python's sys.stderr bypasses file descriptor 2)
     assert sorted(err.splitlines()) == ["F0000 00:00:1.0   1 op_kernel.cc:9] a real failure", "Traceback: ours", "from Python"]
     assert all(STARTUP_LINE.fullmatch(line) for line in SEEN)
+    assert "a real failure" in captured.text and SEEN[1] in captured.text  # the whole text stays readable
 
 
 @pytest.mark.parametrize(
@@ -40,3 +42,12 @@ def test_commands_print_no_tensorflow_start_up_lines(command):
     result = subprocess.run([sys.executable, *command], cwd=ROOT, env=dict(env, PYTHONPATH=ROOT), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "InitializeLog" not in result.stderr and ".cc:" not in result.stderr, result.stderr[-2000:]
+
+
+def test_loading_a_model_in_litert_prints_nothing(one_conv_tflite, tmp_path):
+    path = tmp_path / "one_conv.tflite"
+    path.write_bytes(one_conv_tflite)
+    code = f"import numpy as np; from inference.runtime import TFLiteModel; m = TFLiteModel({str(path)!r}); m.run(np.zeros(m.inputs[0].shape, np.float32))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == "", result.stderr  # was LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."

@@ -6,8 +6,9 @@ prints "All log messages before absl::InitializeLog() ...", "oneDNN custom opera
 are on", "Could not find cuda drivers" and, at the first device query on a machine
 without a GPU, "E0000 ... failed call to cuInit: ... CUDA error", which a newcomer
 reads as a failure. No TensorFlow or absl setting silences them, so `import_tensorflow`
-sends file descriptor 2 to a temporary file while TensorFlow loads and lists its
-devices, then writes every other line back to stderr: a real error still shows.
+captures file descriptor 2 while TensorFlow loads and lists its devices
+(`inference.native_log`), then writes every other line back to stderr: a real error
+still shows.
 `zoo/__init__.py` calls it before anything imports TensorFlow, so every command and
 library user that goes through `zoo` gets it. TF_CPP_MIN_LOG_LEVEL=0 (a user asking
 for TensorFlow's logs) keeps them.
@@ -17,12 +18,11 @@ This module must not import TensorFlow at module level.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
-import tempfile
-from typing import Iterator
+
+from inference.native_log import native_stderr
 
 # The lines TensorFlow prints on every start (sources seen with TF 2.21 on CPU-only machines).
 STARTUP_LINE = re.compile(
@@ -32,33 +32,12 @@ STARTUP_LINE = re.compile(
 )
 
 
-@contextlib.contextmanager
-def startup_lines_dropped() -> Iterator[None]:
-    """Inside: what is written to file descriptor 2 is held back; after: written to stderr but `STARTUP_LINE`s."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
-            kept = "".join(line for line in lines if not STARTUP_LINE.fullmatch(line.rstrip("\r\n")))
-            if kept:
-                sys.stderr.write(kept)
-                sys.stderr.flush()
-
-
 def import_tensorflow() -> None:
     """Imports TensorFlow and queries its devices (where CUDA probing logs) without the start-up lines."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's own later INFO/WARNING lines
     if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
         return
-    with startup_lines_dropped():
+    with native_stderr(drop=STARTUP_LINE):
         import tensorflow as tf
 
         # Lists devices without initialising the runtime: strategies and virtual devices can still be set up.
