@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -46,8 +47,12 @@ from convert.tflite_metadata import (
     metadata_refusal,
     model_metadata,
 )
+from inference.native_log import native_stderr
 from zoo.layers import SharedAtrousConv2D
 from zoo.registry import describe
+
+# TensorFlow's quantizer prints its settings on every int8 conversion, whatever the log level.
+QUANTIZER_SETTINGS_LINE = re.compile(r"fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, output_inference_type: \w+")
 
 PRECISIONS = ("fp32", "fp16", "int8")
 OUTPUTS = ("logits", "labels")
@@ -422,7 +427,7 @@ def export_tflite(
 
         ranges_hook = ranges_replaced_after_calibration(replace)
     try:
-        with ranges_hook as calibrations:
+        with ranges_hook as calibrations, native_stderr(drop=QUANTIZER_SETTINGS_LINE):
             converted = converter.convert()
     except Exception as error:  # the converter raises many types; name the step that failed
         raise ExportError(f"TFLite conversion of {description['name']} to {precision} failed: {error}") from error

@@ -217,6 +217,8 @@ def test_cli_default_model_path_json_inspect_and_naive(trained_run, assert_int8_
     result = to_tflite("--calibration-steps", "2", "--parity-images", "1", "--json", "report.json", "--int8",
                        "--compare-naive", cwd=trained_run)  # fmt: skip
     assert result.returncode == 0, result.stderr
+    for noise in ("fully_quantize", "InitializeLog", "XNNPACK", ".cc:"):  # TensorFlow's and LiteRT's C++ lines
+        assert noise not in result.stdout + result.stderr, result.stderr[-2000:]
     out = trained_run / "runs" / "latest" / "model_int8.tflite"
     assert out.is_file()
     report = json.loads((trained_run / "report.json").read_text())
