@@ -201,7 +201,6 @@ def load_trained(args: BenchmarkConfig) -> Any:
     """The `--trained` run's model.keras (None without --trained); ValueError naming it if it does not load."""
     if args.trained is None:
         return None
-    import zoo
     from zoo.files import load_keras_model
 
     path = str(Path(args.trained) / "model.keras")
