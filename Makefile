@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+WEB_NPM_STAMP := web_demo/node_modules/.installed
 # pip's wheel cache lives outside the clone (~/.cache/pip), so a fresh clone reinstalls quickly.
 PIP_FLAGS ?= --disable-pip-version-check -q
 
@@ -33,7 +34,9 @@ $(MP_STAMP): benchmarks/mediapipe-requirements.txt
 demo: venv
 	$(PY) -m demo
 
-test: venv mediapipe-venv
+# The web demo's npm packages (Ajv, for the description-schema test) where npm exists; without Node
+# that test says it skipped and why.
+test: venv mediapipe-venv $(if $(shell command -v npm),$(WEB_NPM_STAMP))
 	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15 tests
 
 # The tests that train (marked `trains`) once more with oneDNN the other way round from this machine's
@@ -55,7 +58,6 @@ clean:
 #                               web_demo/model.tflite and serves the page on http://127.0.0.1:$(WEB_PORT)/
 #   make web-test               headless Chromium (Debian's) vs the Python LiteRT prediction, asserted
 WEB_PORT ?= 8000
-WEB_NPM_STAMP := web_demo/node_modules/.installed
 WEB_OUT ?= web_demo/test-output
 CHROMIUM ?= /usr/bin/chromium
 

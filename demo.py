@@ -96,7 +96,7 @@ def example_image(path: str):
     import cv2
     import numpy as np
 
-    from training.datasets import open_dataset
+    from data.datasets import open_dataset
 
     val = open_dataset(TRAIN_FLAGS[TRAIN_FLAGS.index("--data") + 1], "val")
     for index in range(len(val)):
@@ -159,8 +159,8 @@ def main() -> int:
 
     progress.stage(f"measuring accuracy ({EVAL_IMAGES} synthetic val images) and CPU latency of the .tflite files")
     from benchmarks.latency import measure_interleaved
-    from training.evaluate import evaluate
-    from training.predict import main as predict
+    from evaluation.evaluate import evaluate
+    from evaluation.predict import main as predict
 
     blobs = {key: open(path, "rb").read() for key, (path, _) in files.items()}
     latency = measure_interleaved(blobs, threads=2, warmup=3, runs=20)
@@ -175,8 +175,8 @@ def main() -> int:
     import numpy as np
     from PIL import Image
 
-    from training.palette import voc_palette
-    from training.predict import labels_path
+    from data.palette import voc_palette
+    from evaluation.predict import labels_path
 
     palette = voc_palette()
 
@@ -187,9 +187,9 @@ def main() -> int:
     for (head, precision), (path, _) in files.items():
         out = os.path.join(OUT, f"overlay_{head}_{precision}.png")
         args = ["--model", path, "--image", example, "--out", out]
-        print("$ python training/predict.py " + " ".join(args), flush=True)
+        print("$ python evaluation/predict.py " + " ".join(args), flush=True)
         if predict(args) != 0:
-            sys.exit(f"demo: step failed: python training/predict.py {' '.join(args)}")
+            sys.exit(f"demo: step failed: python evaluation/predict.py {' '.join(args)}")
         overlays.append(out)
         # The label map in flat palette colours: clearer side by side than the blended overlay.
         panels.append((f"{head} {precision}", np.asarray(Image.open(labels_path(out)).convert("RGB"))))

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from android_demo import reference
-from android_demo.model_files import parser_with_model_flag, input_hw, read_description, resolve_model
+from android_demo.model_files import parser_with_model_flag, resolve_model
+from inference.description import read_description  # no TensorFlow needed to read it
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "core" / "src" / "test" / "resources" / "golden"
 LARGE_BYTES = 4 * 1024 * 1024
@@ -83,19 +84,17 @@ def _png(image: np.ndarray) -> bytes:
 
 def make_golden(model: str | None, out_dir: str | Path = DEFAULT_OUT) -> dict[str, Any]:
     """Writes the golden files for `model` (default: newest int8 export) into `out_dir`; returns the manifest."""
-    from zoo.files import atomic_write_bytes, atomic_write_json, check_output_path
+    from common.files import atomic_write_bytes, atomic_write_json, check_output_path
 
     check_output_path(str(out_dir), folder=True)
     model_path = resolve_model(model)
-    description = read_description(model_path)
-    in_h, in_w = input_hw(description)
-    output_kind = description.get("output", "logits")
-    if output_kind not in ("logits", "labels"):
-        raise ValueError(f"{model_path}: metadata output must be 'logits' or 'labels', got {output_kind!r}")
-    num_classes = int(description.get("num_classes", len(description.get("label_names", []))))
+    description = read_description(model_path)  # its errors name the file
+    in_h, in_w = description.input_size
+    output_kind = description.output or "logits"
+    num_classes = description.num_classes
 
     image = synthetic_image(in_h, in_w * 3 // 2)
-    inputs, (content_h, content_w) = reference.preprocess(image, (in_h, in_w), description["normalization"])
+    inputs, (content_h, content_w) = reference.preprocess(image, (in_h, in_w), description.normalization)
     output = run_litert(model_path, inputs)
     if output_kind == "logits":
         if output.shape != (1, in_h, in_w, num_classes) or output.dtype != np.float32:
@@ -130,7 +129,7 @@ def make_golden(model: str | None, out_dir: str | Path = DEFAULT_OUT) -> dict[st
             "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
             "bytes": model_path.stat().st_size,
         },
-        "metadata": description,
+        "metadata": description.to_dict(),
         "image": {"png": "image.png", "rgb_u8": "image_rgb.bin", "height": int(image.shape[0]), "width": int(image.shape[1])},
         "input": {"f32": "input_f32.bin", "shape": [1, in_h, in_w, 3], "content_size": [content_h, content_w]},
         "labels": {"png": "labels.png", "u8": "labels_u8.bin", "color_png": "labels_color.png", "shape": [1, in_h, in_w]},

@@ -1,4 +1,4 @@
-"""Finding exported `.tflite` files and reading their embedded description, with clear errors."""
+"""Finding exported `.tflite` files, with clear errors (their description: `inference.description.read_description`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import glob
 import os
 from pathlib import Path
-from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = REPO_ROOT / "runs"
@@ -43,26 +42,3 @@ def resolve_model(model: str | None) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     return path
-
-
-def read_description(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The description embedded in a `.tflite` file; ValueError naming the file if it has none or is no TFLite file."""
-    from inference.description import read_metadata  # no TensorFlow needed to read it
-
-    description = read_metadata(os.fspath(path))  # its errors name the file
-    for key in ("input_size", "normalization"):
-        if key not in description:
-            raise ValueError(f"{path}: the embedded metadata has no {key!r}; re-export the model with convert/to_tflite.py")
-    if "num_classes" not in description and "label_names" not in description:
-        raise ValueError(f"{path}: the embedded metadata has neither 'num_classes' nor 'label_names'")
-    return description
-
-
-def input_hw(description: dict[str, Any]) -> tuple[int, int]:
-    """(height, width) from a description's `input_size` (a list of two, or one side)."""
-    size = description["input_size"]
-    if isinstance(size, int):
-        return size, size
-    if not isinstance(size, (list, tuple)) or len(size) != 2:
-        raise ValueError(f"input_size must be [height, width] or an int, got {size!r}")
-    return int(size[0]), int(size[1])

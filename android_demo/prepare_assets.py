@@ -11,12 +11,12 @@ in the `.tflite` file: input size, normalisation, label names, output kind, prec
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from android_demo.model_files import parser_with_model_flag, read_description, resolve_model
-from zoo.files import atomic_write_bytes, atomic_write_text, check_output_path
+from android_demo.model_files import parser_with_model_flag, resolve_model
+from common.files import atomic_write_bytes, atomic_write_text, check_output_path
+from inference.description import ModelDescription, read_description
 
 DEFAULT_ASSETS = Path(__file__).resolve().parent / "app" / "src" / "main" / "assets"
 
@@ -29,11 +29,11 @@ def prepare_assets(model: str | None, assets_dir: str | Path = DEFAULT_ASSETS) -
     """
     check_output_path(str(assets_dir), folder=True)
     source = resolve_model(model)
-    description = read_description(source)
+    description = read_description(source)  # its errors name the file
     assets = Path(assets_dir)
     model_out, json_out = assets / "model.tflite", assets / "model.json"
     atomic_write_bytes(str(model_out), source.read_bytes())
-    atomic_write_text(str(json_out), json.dumps(description, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(str(json_out), description.to_json(indent=2) + "\n")
     return model_out, json_out
 
 
@@ -55,11 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    description = json.loads(json_out.read_text())
+    description = ModelDescription.from_json(json_out.read_text())
     print(f"wrote {model_out} ({model_out.stat().st_size} bytes) and {json_out}")
     print(
-        f"model {description.get('name', '?')}, precision {description.get('precision', '?')}, "
-        f"input {description['input_size']}, output {description.get('output', 'logits')}"
+        f"model {description.name}, precision {description.precision or '?'}, "
+        f"input {list(description.input_size)}, output {description.output or 'logits'}"
     )
     return 0
 

@@ -18,7 +18,7 @@ import numpy as np
 
 # The preprocessing is defined once, in inference.preprocess; re-exported here under the app's names.
 from inference.preprocess import letterbox_size, preprocess, resize_bilinear  # noqa: F401
-from training.palette import voc_palette  # noqa: F401  (the Java core copies this colour map)
+from data.palette import voc_palette  # noqa: F401  (the Java core copies this colour map)
 
 
 def labels_from_logits(logits: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@
 
 Uses the project's exporter (`convert/export.py`, `export_tflite`) when it is present, otherwise the
 plain TFLiteConverter (int8: float32 input and output, synthetic calibration) plus
-`convert.metadata.add_metadata`. Either way the file carries the description the app reads. The
+`convert.tflite_file.add_metadata`. Either way the file carries the description the app reads. The
 model is untrained: its labels are meaningless but deterministic, which is all a golden test needs.
 """
 
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PRECISIONS = ("fp32", "fp16", "int8")
+from inference.description import PRECISIONS
 
 
 def build_tiny_model(input_size: int = 65, seed: int = 0) -> Any:
@@ -28,10 +28,11 @@ def build_tiny_model(input_size: int = 65, seed: int = 0) -> Any:
     batch: then the logits vary over the image and a golden label map has several classes.
     """
     import numpy as np
-    import tensorflow as tf
 
-    import zoo
-    from benchmarks.models import batchnorm_from_batch
+    import zoo  # first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
+
+    import tensorflow as tf
+    from benchmarks.realistic_weights import batchnorm_from_batch
 
     tf.keras.utils.set_random_seed(seed)
     model = zoo.build_model("mobilenetv2_ksac", input_size=input_size, width=0.35, head_filters=16)
@@ -42,24 +43,13 @@ def build_tiny_model(input_size: int = 65, seed: int = 0) -> Any:
     return model
 
 
-def _plain_json(value: Any) -> Any:
-    """Keras tracking wrappers (ListWrapper, _DictWrapper) to plain dicts and lists."""
-    from collections.abc import Mapping, Sequence
-
-    if isinstance(value, Mapping):
-        return {str(k): _plain_json(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        return [_plain_json(v) for v in value]
-    return value
-
-
 def _plain_export(model: Any, precision: str, calibration_steps: int = 8) -> bytes:
     import numpy as np
     import tensorflow as tf
 
     import zoo
     from convert.export import plain_converter
-    from convert.metadata import add_metadata
+    from convert.tflite_file import add_metadata
 
     converter = plain_converter(model)
     if precision == "fp16":
@@ -78,13 +68,13 @@ def _plain_export(model: Any, precision: str, calibration_steps: int = 8) -> byt
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.float32
         converter.inference_output_type = tf.float32
-    description = dict(_plain_json(zoo.describe(model)), output="logits", precision=precision, exporter="naive")
+    description = zoo.describe(model).replace(output="logits", precision=precision, exporter="naive")
     return add_metadata(converter.convert(), description)
 
 
 def export_tiny(path: str | Path, precision: str = "int8", input_size: int = 65, use_project_exporter: bool = True) -> str:
     """Writes a tiny model to `path`; returns which exporter made it ("project" or "plain")."""
-    from zoo.files import atomic_write_bytes
+    from common.files import atomic_write_bytes
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -113,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "--plain", action="store_true", help="use the plain TFLiteConverter even if convert/export.py exists"
     )
     args = parser.parse_args(argv)
-    from zoo.files import check_output_path
+    from common.files import check_output_path
 
     try:
         check_output_path(args.out)  # before the model is built and converted

@@ -25,7 +25,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from inference.description import ModelDescription
 
 DEVICE_DIR = "/data/local/tmp"
 DEVICE_BINARY = f"{DEVICE_DIR}/benchmark_model"
@@ -216,22 +219,19 @@ def adb_commands(
 
 # ---------------------------------------------------------------- rows and results
 
-def make_row(model: Path, description: dict[str, Any], summary: BenchmarkSummary, serial: str, threads: int, use_gpu: bool) -> dict[str, Any]:
+def make_row(model: Path, description: ModelDescription, summary: BenchmarkSummary, serial: str, threads: int, use_gpu: bool) -> dict[str, Any]:
     """The benchmark row (same schema as benchmarks/run.py rows, plus Android-only fields)."""
-    size = description.get("input_size")
-    if isinstance(size, (list, tuple)) and len(size) == 2:
-        input_size: Any = int(size[0]) if int(size[0]) == int(size[1]) else [int(size[0]), int(size[1])]
-    else:
-        input_size = size
+    height, width = description.input_size
+    input_size: Any = height if height == width else [height, width]
     return {
-        "model": description.get("name"),
-        "exporter": description.get("exporter", "ksac-aware"),
-        "precision": description.get("precision"),
+        "model": description.name,
+        "exporter": description.exporter or "ksac-aware",
+        "precision": description.precision,
         "device": f"android:{serial}",
         "threads": threads,
         "input_size": input_size,
-        "output_stride": description.get("output_stride"),
-        "params": description.get("params"),
+        "output_stride": description.output_stride,
+        "params": None,  # not recorded in the file (benchmarks/run.py rows count them on the Keras model)
         "bytes": model.stat().st_size,
         # benchmark_model prints no percentiles in older builds: p50 is its median when printed, else its average
         "latency_ms_p50": summary.latency_ms_median if summary.latency_ms_median is not None else summary.latency_ms_avg,
@@ -254,7 +254,7 @@ def make_row(model: Path, description: dict[str, Any], summary: BenchmarkSummary
 def read_rows(results: Path) -> list[dict[str, Any]]:
     """The rows already in the results JSON ([] when it does not exist yet); AndroidBenchmarkError naming
     it when it cannot take another row (not a JSON list, a directory, a path under a file)."""
-    from zoo.files import check_output_path
+    from common.files import check_output_path
 
     try:
         check_output_path(str(results))
@@ -273,7 +273,7 @@ def read_rows(results: Path) -> list[dict[str, Any]]:
 
 def append_row(results: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
     """Appends `row` to the JSON list in `results` (created if absent), atomically."""
-    from zoo.files import atomic_write_json
+    from common.files import atomic_write_json
 
     rows = read_rows(results) + [row]
     atomic_write_json(str(results), rows)
@@ -293,7 +293,7 @@ def run_android_benchmark(
     timeout: float = 600.0,
 ) -> dict[str, Any]:
     """Runs the whole benchmark; returns the row appended to `results`."""
-    from inference.description import read_metadata  # no TensorFlow needed to read it
+    from inference.description import read_description  # no TensorFlow needed to read it
 
     if not model.is_file():
         raise AndroidBenchmarkError(f"model file not found: {model}")
@@ -310,7 +310,7 @@ def run_android_benchmark(
     if threads < 1:
         raise AndroidBenchmarkError(f"--threads must be at least 1, got {threads}")
     try:
-        description = read_metadata(str(model))
+        description = read_description(str(model))
     except (FileNotFoundError, ValueError) as err:  # the message names the file
         raise AndroidBenchmarkError(str(err)) from None
     read_rows(results)  # a results file that cannot take the row is refused before the phone runs

@@ -8,7 +8,7 @@ how many pixels its category mask equals ours:
 - `agreement_input_size`: images at the model's input size, so that neither side resizes: MediaPipe
   against the arg-max of LiteRT's logits (same file, same pixels);
 - `agreement_stretch`: non-square images as each consumer feeds them: MediaPipe STRETCHES the
-  image to the input, our tools (`training/predict.py`, `training/evaluate.py`, the Android core)
+  image to the input, our tools (`evaluation/predict.py`, `evaluation/evaluate.py`, the Android core)
   LETTERBOX it (the contract in `inference/preprocess.py`);
 - `agreement_padded`: the same images, padded to a square with the mean colour before MediaPipe and
   its mask cropped back (docs/mediapipe-and-web.md's recipe for the letterbox contract in MediaPipe);
@@ -29,6 +29,8 @@ import tempfile
 from typing import Any, Mapping
 
 import numpy as np
+
+from inference.description import ModelDescription
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENT = os.path.join(ROOT, "benchmarks", "mediapipe_client.py")
@@ -75,10 +77,10 @@ def segment_with_mediapipe(
             return {key: masks[key] for key in masks.files}, list(summary["labels"])
 
 
-def _val_images(description: Mapping[str, Any], count: int) -> list[np.ndarray]:
-    from training.datasets import open_dataset
+def _val_images(description: ModelDescription, count: int) -> list[np.ndarray]:
+    from data.datasets import open_dataset
 
-    dataset = open_dataset(description.get("data") or "synthetic", "val")
+    dataset = open_dataset(description.data or "synthetic", "val")
     return [dataset.load(i)[0] for i in range(min(count, len(dataset)))]
 
 
@@ -104,8 +106,8 @@ def check(model: str, count: int = 6, non_square: bool = True) -> dict[str, Any]
     """Runs `model` in MediaPipe and in LiteRT (our contract) and reports the agreement (see module doc);
     `non_square=False`: the input-size comparison and the labels only."""
     from inference.preprocess import resize_bilinear
-    from training.predict import predict_image
-    from training.predictors import TFLitePredictor
+    from evaluation.predict import predict_image
+    from evaluation.predictors import TFLitePredictor
 
     ours = TFLitePredictor(model, threads=1)
     description = ours.description
@@ -123,11 +125,11 @@ def check(model: str, count: int = 6, non_square: bool = True) -> dict[str, Any]
     ours_at_size = [predict_image(ours, im) for im in at_size.values()]  # at the input size: no resize
     result: dict[str, Any] = {
         "file": model,
-        "model": description["name"],
-        "precision": description.get("precision"),
+        "model": description.name,
+        "precision": description.precision,
         "input_size": [in_h, in_w],
         "mediapipe_labels": labels,
-        "description_labels": list(description.get("label_names") or []),
+        "description_labels": list(description.label_names),
         "images": len(base),
         # Classes in our label maps at the input size: a check that varies proves more than one label everywhere.
         "classes_in_masks": len(np.unique(np.concatenate([m.ravel() for m in ours_at_size]))),
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"non-square, MediaPipe on the image padded to a square (docs/mediapipe-and-web.md):  {100 * result['agreement_padded']:.3f}%")
     print(f"non-square, both stretch (our --resize stretch):                 {100 * result['agreement_both_stretched']:.3f}%")
     if args.json:
-        from zoo.files import atomic_write_json
+        from common.files import atomic_write_json
 
         atomic_write_json(args.json, result)
         print(f"wrote {args.json}")

@@ -12,6 +12,7 @@ import io
 from typing import Any, Callable, Iterable
 
 from benchmarks.rows import is_software_gpu
+from inference.description import PRECISIONS
 
 Row = dict[str, Any]
 _KEY = ("model", "exporter", "precision", "device", "threads", "input_size", "output_stride")
@@ -285,7 +286,7 @@ def plots(rows: list[Row]) -> dict[str, bytes]:
             files.setdefault((row["model"], row["output_stride"], row["exporter"], row["precision"]), row["bytes"])
     if files:
         labels = sorted({(m, os_) for m, os_, _, _ in files})
-        series = sorted({(e, p) for _, _, e, p in files}, key=lambda s: (s[0], ("fp32", "fp16", "int8").index(s[1])))
+        series = sorted({(e, p) for _, _, e, p in files}, key=lambda s: (s[0], PRECISIONS.index(s[1])))
         fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(labels) * max(1, len(series)) / 3), 4))
         width = 0.8 / max(1, len(series))
         for i, (exporter, precision) in enumerate(series):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from inference.description import PRECISIONS
+
 # Fields the issue requires of every row (checks outside the project read these).
 REQUIRED_FIELDS = (
     "model",
@@ -42,7 +44,7 @@ EXTRA_FIELDS = (
     "argmax_agreement",  # exporter's parity check against the Keras model
     "max_abs_diff",
     "ops",  # op name -> count
-    "miou",  # percent, from training/evaluate.py
+    "miou",  # percent, from evaluation/evaluate.py
     "miou_reason",
     "file",
     # --device gpu rows (None on CPU rows):
@@ -79,7 +81,7 @@ def check_row(row: dict[str, Any]) -> None:
         raise ValueError(f"row exporter {row['exporter']!r} is not one of {EXPORTERS}")
     if row["device"] not in DEVICES:
         raise ValueError(f"row device {row['device']!r} is not one of {DEVICES}")
-    if row["precision"] not in ("fp32", "fp16", "int8"):
+    if row["precision"] not in PRECISIONS:
         raise ValueError(f"row precision {row['precision']!r} is not fp32, fp16 or int8")
     status = row.get("status", "ok")
     if status not in STATUSES:

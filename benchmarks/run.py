@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import zoo  # noqa: F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
-from training.config import QUICK_BENCHMARK, BenchmarkConfig, ConfigError, read_file, resolve
+from configs import QUICK_BENCHMARK, BenchmarkConfig, ConfigError, read_file, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = BenchmarkConfig()
-VALID_STRIDES = (8, 16, 32)
 # argparse dests that set a BenchmarkConfig field of the same name (None: not given).
 FLAGS = ("models", "precisions", "threads", "input_size", "output_stride", "device", "trained", "out", "json")
 GPU_NOTE = (
@@ -69,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help="the small, fast benchmark (see below)")
     parser.add_argument("--config", metavar="FILE", help="a YAML or JSON file whose `benchmark` section sets any "
-                        "BenchmarkConfig field (training/config.py); flags override it")
+                        "BenchmarkConfig field (configs/experiments.py); flags override it")
     parser.add_argument(
         "--models",
         type=_csv("model"),
@@ -119,12 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_args(argv: Sequence[str] | None = None) -> BenchmarkConfig:
-    """The benchmark's config: defaults, then --quick's, then --config's `benchmark` section, then flags."""
-    parser = build_parser()
-    args = parser.parse_args(argv)  # before the TensorFlow imports below, so --help is instant
-    from benchmarks.export import PRECISIONS
-    from zoo import list_models
+    """The benchmark's config: defaults, then --quick's, then --config's `benchmark` section, then flags.
 
+    A bad value (`BenchmarkConfig.validate`, run by `resolve`) or output path is a usage error (exit 2).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         file_layer = (read_file(args.config).get("benchmark") or {}) if args.config else {}
         flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
@@ -133,25 +132,9 @@ def resolve_args(argv: Sequence[str] | None = None) -> BenchmarkConfig:
                          where=f"{args.config}: benchmark" if args.config else "benchmark")
     except ConfigError as error:
         parser.error(str(error))
-    for name in config.models:
-        if name not in list_models():
-            parser.error(f"unknown model {name!r} in --models; valid models: {', '.join(list_models())}")
-    for precision in config.precisions:
-        if precision not in PRECISIONS:
-            parser.error(f"unknown precision {precision!r} in --precisions; valid: {', '.join(PRECISIONS)}")
-    for count in config.threads:
-        if count < 1:
-            parser.error(f"--threads values must be at least 1, got {count}")
-    for stride in config.output_stride:
-        if stride not in VALID_STRIDES:
-            parser.error(f"--output-stride {stride} is not one of {', '.join(map(str, VALID_STRIDES))}")
-    if config.device not in ("cpu", "gpu"):
-        parser.error(f"device must be cpu or gpu, got {config.device!r}")
-    if config.input_size < 33:
-        parser.error(f"--input-size must be at least 33, got {config.input_size}")
     if config.trained is not None and not (Path(config.trained) / "model.keras").is_file():
         parser.error(f"--trained {config.trained!r}: no model.keras in that folder")
-    from zoo.files import check_output_path
+    from common.files import check_output_path
 
     try:  # here, not after the conversions
         if config.out is not None:
@@ -201,7 +184,7 @@ def load_trained(args: BenchmarkConfig) -> Any:
     """The `--trained` run's model.keras (None without --trained); ValueError naming it if it does not load."""
     if args.trained is None:
         return None
-    from zoo.files import load_keras_model
+    from zoo.saving import load_keras_model
 
     path = str(Path(args.trained) / "model.keras")
     model = load_keras_model(path, compile=True)
@@ -217,17 +200,17 @@ def convert_all(args: BenchmarkConfig, model_overrides: dict[str, Any] | None, t
     `load_trained`) in each precision; returns one entry per file."""
     import tf_keras as keras
 
-    from benchmarks.export import export
-    from benchmarks.models import benchmark_model
+    from benchmarks.exporters import export
+    from benchmarks.realistic_weights import benchmark_model
     from zoo import count_macs, describe
-    from zoo.files import atomic_write_bytes
+    from common.files import atomic_write_bytes
 
     entries = []
     if trained is not None:
         description = describe(trained)
-        plan = [(description["name"], int(description["output_stride"]))]
-        args.input_size = int(description["input_size"][0])
-        _log(f"--trained: benchmarking {description['name']} at {args.input_size} px, OS{plan[0][1]} from "
+        plan = [(description.name, description.output_stride)]
+        args.input_size = description.input_size[0]
+        _log(f"--trained: benchmarking {description.name} at {args.input_size} px, OS{plan[0][1]} from "
              f"{args.trained} (--models, --input-size and --output-stride are taken from the model)")
     else:
         plan = [(m, s) for m in args.models for s in args.output_stride]
@@ -350,7 +333,7 @@ def measure_gpu(args: BenchmarkConfig, entries: list[dict[str, Any]]) -> list[di
     (llvmpipe...) the rows are correctness checks with a few timed runs, marked
     `gpu_software` and with a `note` saying so.
     """
-    from benchmarks.gpu import probe_gpu, software_note, timed_runs
+    from benchmarks.gpu_probe import probe_gpu, software_note, timed_runs
     from inference.gpu import gpu_report
 
     good = [e for e in entries if "tflite" in e]
@@ -425,7 +408,7 @@ def add_miou(entries: list[dict[str, Any]], rows: list[dict[str, Any]], trained:
 def write_outputs(args: BenchmarkConfig, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """Writes results.md, rows.json, summary.json, meta.json and the plots into --out; returns the Markdown."""
     from benchmarks.report import markdown_report, plots, summary_ratios
-    from zoo.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+    from common.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
     out = Path(args.out)
     ratios = summary_ratios(rows)
@@ -455,7 +438,7 @@ def main(argv: Sequence[str] | None = None, *, model_overrides: dict[str, Any] |
     except (OSError, ValueError) as error:
         print(f"error: --trained {args.trained}: {error}", file=sys.stderr)
         return 2
-    from benchmarks.gpu import SOFTWARE_RUNS, SOFTWARE_WARMUP
+    from benchmarks.gpu_probe import SOFTWARE_RUNS, SOFTWARE_WARMUP
     from benchmarks.rows import check_rows
 
     meta: dict[str, Any] = {

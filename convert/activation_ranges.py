@@ -17,7 +17,7 @@ Range keys, shared with `quantize.calibrate.qat_activation_ranges`:
   CONV_2D + BatchNorm + ReLU tensor after its last layer, e.g. `block_1_expand_relu`);
 - `"<ksac layer>/rate<r>_relu"` and `"<ksac layer>/partial_sum<k>"`: one rate's ReLU
   output and the sum of the first k rates inside the unrolled KSAC pyramid
-  (`convert.ksac_export`); the sum of all rates is `"<ksac layer>"`.
+  (`convert.graph`); the sum of all rates is `"<ksac layer>"`.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ from typing import Any, Mapping, Sequence
 import flatbuffers
 from flatbuffers import number_types
 
+from inference.description import ModelDescription
+
 TFLITE_METADATA_NAME = "TFLITE_METADATA"  # the model-metadata entry every TFLite metadata reader looks up
 SEGMENTER_METADATA_NAME = "SEGMENTER_METADATA"  # MediaPipe ImageSegmenter's custom metadata
 LABELS_FILE = "labels.txt"
@@ -72,13 +74,13 @@ ACTIVATIONS = {0: "NONE", 1: "SIGMOID", 2: "SOFTMAX"}
 SOFTMAX = 2
 
 
-def metadata_refusal(description: Mapping[str, Any], input_dtype: str) -> str | None:
+def metadata_refusal(description: ModelDescription, input_dtype: str) -> str | None:
     """Why a file with this description and input type must NOT carry the standard metadata (None: it may).
 
     Refused where MediaPipe's ImageSegmenter would load the file and return a wrong mask, or where the
     metadata cannot state what the model needs.
     """
-    if description.get("output", "logits") != "logits":
+    if (description.output or "logits") != "logits":
         return ("--output labels: MediaPipe's ImageSegmenter reads a [1, H, W] uint8 label map as H channels "
                 "(an all-zero mask); export logits (the default) for MediaPipe")
     if input_dtype != "float32":
@@ -86,19 +88,18 @@ def metadata_refusal(description: Mapping[str, Any], input_dtype: str) -> str | 
         # normalised as (pixel - mean) / std, so any other input type gets none.
         return (f"{input_dtype} input: MediaPipe's ImageSegmenter takes uint8 or float32 input only, and this "
                 "metadata describes float32; export without --int8-io (int8 inside, float32 at the edges) for MediaPipe")
-    mean, std = description["normalization"]["mean"], description["normalization"]["std"]
+    mean, std = list(description.normalization.mean), list(description.normalization.std)
     if len(set(mean)) != 1 or len(set(std)) != 1:
         return f"per-channel normalisation mean {mean} std {std}: MediaPipe accepts one mean and one std for all channels"
     return None
 
 
-def label_names(description: Mapping[str, Any]) -> list[str]:
-    """The class names of a description, one per class (`class_N` where a name is missing)."""
-    names = list(description.get("label_names") or [])
-    return [names[i] if i < len(names) and names[i] else f"class_{i}" for i in range(int(description["num_classes"]))]
+def label_names(description: ModelDescription) -> list[str]:
+    """The class names of a description, one per class (`class_N` where a name is empty)."""
+    return [name or f"class_{i}" for i, name in enumerate(description.label_names)]
 
 
-def labels_file(description: Mapping[str, Any]) -> bytes:
+def labels_file(description: ModelDescription) -> bytes:
     """`labels.txt`: one class name per line, in class-index order."""
     names = label_names(description)
     bad = [name for name in names if "\n" in name or "\r" in name]
@@ -162,11 +163,11 @@ def segmenter_options(activation: int = SOFTMAX) -> bytes:
     return b.finish(root, SEGMENTER_OPTIONS_IDENTIFIER)
 
 
-def model_metadata(description: Mapping[str, Any], version: str = "") -> bytes:
+def model_metadata(description: ModelDescription, version: str = "") -> bytes:
     """The `ModelMetadata` flatbuffer for a segmentation file with this description (see the module doc)."""
-    mean = float(description["normalization"]["mean"][0])
-    std = float(description["normalization"]["std"][0])
-    height, width = description["input_size"]
+    mean = float(description.normalization.mean[0])
+    std = float(description.normalization.std[0])
+    height, width = description.input_size
     names = label_names(description)
     b = _Builder()
 
@@ -205,16 +206,16 @@ def model_metadata(description: Mapping[str, Any], version: str = "") -> bytes:
                         data=("offset", b.ubytes(segmenter_options(), alignment=16)))  # fmt: skip
     subgraph = b.table(
         SUBGRAPH_METADATA,
-        name=("offset", b.string(description["name"])),
+        name=("offset", b.string(description.name)),
         input_tensor_metadata=("offset", b.offsets([input_tensor])),
         output_tensor_metadata=("offset", b.offsets([output_tensor])),
         custom_metadata=("offset", b.offsets([segmenter])),
     )
     root = b.table(
         MODEL_METADATA,
-        name=("offset", b.string(description["name"])),
+        name=("offset", b.string(description.name)),
         description=("offset", b.string(
-            f"Semantic segmentation ({description.get('backbone', '?')} backbone, {description.get('head', '?')} head), "
+            f"Semantic segmentation ({description.backbone} backbone, {description.head} head), "
             f"{len(names)} classes: {', '.join(names)}.")),
         version=("offset", b.string(version or None)),
         author=("offset", b.string("KSAC edge model zoo")),

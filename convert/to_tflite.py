@@ -12,20 +12,15 @@ from __future__ import annotations
 import os
 import sys
 
-if __name__ == "__main__" and os.path.basename(sys.path[0]) == "convert":
-    # `python convert/to_tflite.py` puts convert/ first on sys.path, where convert/inspect.py (kept for
-    # `python -m convert.inspect`) would shadow the standard library's `inspect`. The packages
-    # themselves come from the installed project (`pip install -e .`), so only that entry goes.
-    del sys.path[0]
 import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
 import argparse  # noqa: E402
 
-from training.config import ExportConfig  # noqa: E402
+from configs import ExportConfig  # noqa: E402
 
 DEFAULT_MODEL = os.path.join("runs", "latest", "model.keras")
 # argparse dest -> the config field (the `export` section of an experiment config) the flag sets;
-# a flag left out (None) takes its value from --config, else the defaults in training/config.py.
+# a flag left out (None) takes its value from --config, else the defaults in configs/experiments.py.
 FLAGS = {
     "precision": "export.precision",
     "int8_io": "export.int8_io",
@@ -98,20 +93,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def resolve_export_config(args: argparse.Namespace) -> ExportConfig:
-    """The export options: defaults, then --config's `export` section, then the flags (ValueError if they clash)."""
-    from training.config import flag_overrides, read_file, resolve
+    """The export options: defaults, then --config's `export` section, then the flags.
+
+    ConfigError (a ValueError) naming a bad value or a clash (`ExportConfig.validate`, run by `resolve`).
+    """
+    from configs import flag_overrides, read_file, resolve
 
     # Any config file will do (a recipe, a run's config.yaml): only its `export` section is used.
     file_layer = read_file(args.config) if args.config else {}
     where = f"{args.config}: export" if args.config else "export"
-    config = resolve(ExportConfig, file_layer.get("export") or {}, flag_overrides(args, FLAGS).get("export", {}), where=where)
-    if config.precision not in ("fp32", "fp16", "int8"):
-        raise ValueError(f"export.precision must be fp32, fp16 or int8, got {config.precision!r}")
-    if config.output not in ("logits", "labels"):
-        raise ValueError(f"export.output must be logits or labels, got {config.output!r}")
-    if config.int8_io and config.precision != "int8":
-        raise ValueError("--int8-io needs --int8")
-    return config
+    return resolve(ExportConfig, file_layer.get("export") or {}, flag_overrides(args, FLAGS).get("export", {}), where=where)
 
 
 def default_out(model_path: str, precision: str, output: str) -> str:
@@ -121,7 +112,7 @@ def default_out(model_path: str, precision: str, output: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from training.config import ConfigError
+    from configs import ConfigError
 
     try:
         export = resolve_export_config(args)
@@ -137,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import zoo
     from convert.export import ExportError, export_tflite
-    from convert.report import format_report
-    from zoo.files import atomic_write_bytes, atomic_write_json, check_output_path, load_keras_model
+    from convert.export_report import format_report
+    from common.files import atomic_write_bytes, atomic_write_json, check_output_path
+    from zoo.saving import load_keras_model
 
     for flag, path in (("--out", out), ("--json", args.json)):
         try:

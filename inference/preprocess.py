@@ -1,11 +1,11 @@
 """THE inference preprocessing: how an image of any size becomes the model input, defined once.
 
-Every consumer follows this module: `training/evaluate.py` and `training/predict.py` (through
-`training.preprocess.eval_inputs`), int8 calibration and export parity checks, the Android
+Every consumer follows this module: `evaluation/evaluate.py` and `evaluation/predict.py` (through
+`data.transforms.eval_inputs`), int8 calibration and export parity checks, the Android
 reference (`android_demo/reference.py`) and so the golden vectors, and the Java core
 (`android_demo/core/.../Preprocessor.java`, `Letterbox.java`, `Postprocessor.java`), which repeats
 this arithmetic bit for bit. The contract is recorded in every model's description as
-`description["preprocessing"]` (`INFERENCE_PREPROCESSING` below):
+`ModelDescription.preprocessing` (`INFERENCE_PREPROCESSING` below):
 
 - resize "letterbox": scale = min(in_h / h, in_w / w); content size floor(side * scale + 0.5),
   clamped to [1, input side]; the aspect ratio is kept.
@@ -31,9 +31,12 @@ numpy only: this module runs where TensorFlow is not installed.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # inference.description imports this module (the contract's values)
+    from inference.description import ModelDescription
 
 # The contract: scale to fit keeping the aspect ratio (content side floor(side * scale + 0.5)),
 # half-pixel-centre bilinear without anti-aliasing, image at the top-left, bottom/right padding
@@ -74,9 +77,10 @@ def resolve_preprocessing(spec: Mapping[str, Any] | None) -> dict[str, str]:
     return resolved
 
 
-def description_preprocessing(description: Mapping[str, Any] | None) -> dict[str, str]:
-    """`resolve_preprocessing` of a model description's "preprocessing" (missing: the contract)."""
-    return resolve_preprocessing((description or {}).get("preprocessing"))
+def description_preprocessing(description: ModelDescription | None) -> dict[str, str]:
+    """`resolve_preprocessing` of a model description's preprocessing (None: the contract; a version-1
+    description without one was given the contract when read)."""
+    return resolve_preprocessing(None if description is None else description.preprocessing)
 
 
 def letterbox_size(image_hw: Sequence[int], input_hw: Sequence[int]) -> tuple[int, int, float]:

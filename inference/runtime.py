@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from inference.native_log import native_stderr
+from common.native_log import native_stderr
 
 DEVICES = ("cpu", "gpu")
 # Integer tensor types that carry a (scale, zero point) and so have a float meaning.

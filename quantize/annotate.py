@@ -6,7 +6,7 @@ Concatenate, pooling, Dropout) get tfmot's default 8-bit configs (and its
 Conv/BN/ReLU transforms, which place no quantizer between a conv and its
 BatchNorm, as the converter folds them); the KSAC pyramid becomes
 `QuantizableSharedAtrousConv2D` with `SharedKernelQuantizeConfig`; `ResizeToMatch`
-and `ModelDescription` get `NoOpQuantizeConfig`. Then `quantize_apply` inserts
+and `DescriptionLayer` get `NoOpQuantizeConfig`. Then `quantize_apply` inserts
 the fake-quantization, inside `quantize_scope` so the custom classes clone, with
 tfmot's default scheme minus its Concatenate transform, which reorders inputs
 (`OrderKeepingLayoutTransform`); `check_input_order` verifies the result.
@@ -32,13 +32,14 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.d
 from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import model_transformer
 from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import QuantizeLayer
 
-from quantize.ksac_config import (
+from quantize.quantize_configs import (
     NamedMovingAverageQuantizer,
     NoOpQuantizeConfig,
     QuantizableSharedAtrousConv2D,
     SharedKernelQuantizeConfig,
 )
-from zoo.layers import ModelDescription, ResizeToMatch, SharedAtrousConv2D
+from zoo.atrous import plain_layer
+from zoo.layers import DescriptionLayer, ResizeToMatch, SharedAtrousConv2D
 
 quantize_annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
 QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapper
@@ -50,7 +51,9 @@ CUSTOM_OBJECTS: dict[str, Any] = {
     "NamedMovingAverageQuantizer": NamedMovingAverageQuantizer,
     "NoOpQuantizeConfig": NoOpQuantizeConfig,
     "ResizeToMatch": ResizeToMatch,
-    "ModelDescription": ModelDescription,
+    # Saved configs name the layer by its registered name (ModelDescription) or its class name.
+    "ModelDescription": DescriptionLayer,
+    "DescriptionLayer": DescriptionLayer,
 }
 
 
@@ -111,8 +114,11 @@ def _annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
         return layer.__class__.from_config(layer.get_config())
     if isinstance(layer, SharedAtrousConv2D):
         return quantize_annotate_layer(QuantizableSharedAtrousConv2D.from_layer(layer), SharedKernelQuantizeConfig())
-    if isinstance(layer, (ResizeToMatch, ModelDescription)):
+    if isinstance(layer, (ResizeToMatch, DescriptionLayer)):
         return quantize_annotate_layer(layer.__class__.from_config(layer.get_config()), NoOpQuantizeConfig())
+    plain = plain_layer(layer)  # zoo.atrous' training forms: tfmot's patterns know Keras' own layers
+    if plain is not None:
+        return quantize_annotate_layer(plain)
     if type(layer).__module__.startswith("tf_keras."):
         return quantize_annotate_layer(layer.__class__.from_config(layer.get_config()))
     raise QuantizeError(

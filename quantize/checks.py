@@ -12,8 +12,8 @@ from typing import Any
 
 from tensorflow.lite.python import schema_py_generated as schema_fb
 
-from convert import inspect as tflite_inspect
-from inference.description import read_metadata
+from convert import tflite_file
+from inference.description import read_description
 
 CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
@@ -26,12 +26,12 @@ def int8_rules(tflite: bytes | str) -> dict[str, Any]:
          "inner_quantize_ops": n (QUANTIZE/DEQUANTIZE not at an end), "pyramid_buffers": n or None,
          "ok": bool}
     """
-    model = tflite_inspect.load_model(tflite)
+    model = tflite_file.load_model(tflite)
     graph = model.subgraphs[0]
     ends = set(graph.inputs) | set(graph.outputs)
     conv_filters, wrong, quantize_ops, inner = 0, [], 0, 0
     for index, op in enumerate(graph.operators):
-        name = tflite_inspect.op_name(model, op)
+        name = tflite_file.op_name(model, op)
         if name in CONVS:
             conv_filters += 1
             if graph.tensors[op.inputs[1]].type != schema_fb.TensorType.INT8:
@@ -41,12 +41,12 @@ def int8_rules(tflite: bytes | str) -> dict[str, Any]:
             if op.inputs[0] not in ends and op.outputs[0] not in ends:
                 inner += 1
     try:
-        description = read_metadata(model)
+        description = read_description(model)
     except ValueError:
-        description = {}
+        description = None
     pyramid = None
-    if description.get("head") == "ksac" and description.get("rates"):
-        pyramid = len(tflite_inspect.pyramid_buffers(model, description["rates"]))
+    if description is not None and description.head == "ksac" and description.rates:
+        pyramid = len(tflite_file.pyramid_buffers(model, list(description.rates)))
     ok = conv_filters > 0 and not wrong and inner == 0 and pyramid in (None, 1)
     return {
         "conv_filters": conv_filters,

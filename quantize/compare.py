@@ -6,7 +6,7 @@
 The model is exported to fp32 and to int8 post-training (the KSAC-aware exporter
 of convert/, into a temporary folder unless --keep), the QAT file is taken from
 QAT_DIR/model_int8.tflite (written by quantize/qat.py; "not run" if absent), and
-each file is evaluated with training/evaluate.py's code on the same split. One
+each file is evaluated with evaluation/evaluate.py's code on the same split. One
 table: file size, mIoU, and the drop from fp32 in mIoU points.
 
 QAT also trains the network for more steps, which can move its float accuracy
@@ -32,8 +32,8 @@ QAT_FLOAT_ROW = "QAT fp32"
 
 
 def evaluate_file(path: str, data: str | None, split: str, limit: int | None) -> dict[str, Any]:
-    """mIoU of one `.tflite` file with training/evaluate.py's `evaluate`."""
-    from training.evaluate import evaluate
+    """mIoU of one `.tflite` file with evaluation/evaluate.py's `evaluate`."""
+    from evaluation.evaluate import evaluate
 
     return evaluate(path, data, split=split, limit=limit)
 
@@ -68,11 +68,11 @@ def compare(
     import zoo
     from convert.export import export_tflite
     from quantize.finetune import load_float_model
-    from zoo.files import atomic_write_bytes
+    from common.files import atomic_write_bytes
 
     model = load_float_model(model_path)
     description = zoo.describe(model)
-    data = data or description.get("data") or "synthetic"
+    data = data or description.data or "synthetic"
     qat_dir = qat_dir or os.path.join(os.path.dirname(os.path.abspath(model_path)), "qat")
     folder = keep or tempfile.mkdtemp(prefix="ksac_compare_")
     rows: list[dict[str, Any]] = []
@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (1 with a message on bad input)."""
     args = parse_args(argv)
     from convert.export import ExportError
-    from training.datasets import DatasetError
+    from data.datasets import DatasetError
 
     try:
         rows = compare(args.model, args.qat, args.data, args.split, args.limit, args.calibration_steps, args.keep,

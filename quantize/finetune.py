@@ -7,7 +7,7 @@ TensorBoard and distribution strategy of float training), then writes the traine
 float weights into the plain zoo model (`OUT/model_qat.keras`) and exports it with the
 KSAC-aware int8 exporter, with the activation ranges of the QAT quantizers
 (`OUT/model_int8.tflite`, report in `OUT/export_report.json`). The resolved config is
-`OUT/config.yaml` (`training.config.QATExperimentConfig`).
+`OUT/config.yaml` (`configs.QATExperimentConfig`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import math
 import os
 from typing import Any, Callable, Mapping
 
-from training.config import (
-    CONFIG_FILE, ConfigError, DataConfig, OptimizerConfig, QATExperimentConfig, check_resumable, get, read_saved_config, resolve,
+from configs import (
+    CONFIG_FILE, ConfigError, DataConfig, OptimizerConfig, QATExperimentConfig, check_resumable, read_saved_config, resolve,
 )  # fmt: skip
+from inference.description import ModelDescription
 
 # Fields a resumed run must keep: they define the model, the data and its order.
 LOCKED = (
@@ -36,7 +37,7 @@ class QATError(ValueError):
 def load_float_model(path: str):
     """Loads a trained zoo `.keras` model; QATError naming the file if missing, unreadable or undescribed."""
     import zoo
-    from zoo.files import load_keras_model
+    from zoo.saving import load_keras_model
 
     if not os.path.isfile(path):
         raise QATError(f"model file not found: {path} (train one first: python training/train.py)")
@@ -51,15 +52,15 @@ def load_float_model(path: str):
     return model
 
 
-def trained_defaults(description: Mapping[str, Any], lr_scale: float) -> dict[str, Any]:
+def trained_defaults(description: ModelDescription, lr_scale: float) -> dict[str, Any]:
     """The config layer taken from what the model was trained with (below --config and the flags)."""
-    trained = description.get("training") or {}
+    trained = description.training or {}
     defaults = DataConfig()
     return {
         "data": {
-            "train": description.get("data") or defaults.train,
+            "train": description.data or defaults.train,
             "batch_size": int(trained.get("batch_size", defaults.batch_size)),
-            "crop_size": int(trained.get("crop_size", description["input_size"][0])),
+            "crop_size": int(trained.get("crop_size", description.input_size[0])),
         },
         "optimizer": {
             # Fine-tuning starts from a trained model: a fraction (default a tenth) of its initial training rate.
@@ -78,7 +79,8 @@ def resolve_qat_config(
     *layers: Mapping[str, Any], resume: bool = False, flags: Mapping[str, str] | None = None
 ) -> tuple[QATExperimentConfig, Any]:
     """(config, the loaded float model): defaults, then the model's training values, then `layers`
-    (e.g. a --config file, then flags). QATError naming the first bad value.
+    (e.g. a --config file, then flags). QATError naming the first bad value (`resolve` runs
+    `QATExperimentConfig.validate`; the crop is checked here, against the model's output stride).
 
     With `resume`, the run folder's config.yaml (`training.out`, else qat/ beside the model) comes
     before `layers`, as for training/train.py --resume: a resumed run needs only --out and what
@@ -104,7 +106,7 @@ def resolve_qat_config(
     config.qat.model = os.path.abspath(config.qat.model)
     if config.training.out is None:
         config.training.out = default_out(config.qat.model)
-    from zoo.files import check_output_path
+    from common.files import check_output_path
 
     try:
         check_output_path(config.training.out, folder=True)
@@ -112,24 +114,15 @@ def resolve_qat_config(
         raise QATError(f"--out: {error}") from None
     if resume:
         check_resume(config, flags)
-    for path in ("schedule.steps", "data.batch_size", "qat.calibration_steps", "training.log_every", "training.checkpoint_every"):
-        if get(config, path) < 1:
-            raise QATError(f"{path} must be positive, got {get(config, path)}")
-    if config.data.crop_size < description["output_stride"]:
-        raise QATError(f"crop size {config.data.crop_size} is smaller than the output stride {description['output_stride']}")
-    if not config.optimizer.lr > 0:
-        raise QATError(f"optimizer.lr must be positive, got {config.optimizer.lr}")
-    if config.optimizer.name != "sgd":
-        raise QATError(f"QAT fine-tunes with SGD; optimizer.name {config.optimizer.name!r} is not supported")
-    if config.qat.batchnorm not in ("frozen", "train"):
-        raise QATError(f"qat.batchnorm must be frozen or train, got {config.qat.batchnorm!r}")
+    if config.data.crop_size < description.output_stride:
+        raise QATError(f"crop size {config.data.crop_size} is smaller than the output stride {description.output_stride}")
     return config, model
 
 
 def check_resume(config: QATExperimentConfig, flags: Mapping[str, str] | None = None) -> None:
     """With --resume: the run folder's config must match every locked field (QATError naming the first that
     differs; `flags`, the command's flag table, names it by its flag). The rule is train.py's
-    (`training.config.check_resumable`)."""
+    (`configs.check_resumable`)."""
     try:
         saved_layer = read_saved_config(config.training.out, "quantize/qat.py", QATExperimentConfig)
         check_resumable(config, saved_layer, LOCKED, where=os.path.join(config.training.out, CONFIG_FILE), flags=flags)
@@ -168,7 +161,7 @@ def run_qat(config: QATExperimentConfig, model=None, *, resume: bool = False, lo
         resume: continue the run in `config.training.out` from its newest checkpoint.
         log: where progress lines go.
 
-    Raises QATError (bad model/flags/run folder), training.datasets.DatasetError (bad
+    Raises QATError (bad model/flags/run folder), data.datasets.DatasetError (bad
     data), training.trainer.NonFiniteLoss (diverged) or convert.export.ExportError
     (conversion failed).
     """
@@ -178,12 +171,13 @@ def run_qat(config: QATExperimentConfig, model=None, *, resume: bool = False, lo
     from quantize.annotate import copy_trained_weights, float_layers, quantize_model
     from quantize.calibrate import calibrate_ranges, qat_activation_ranges
     from quantize.checks import int8_rules
-    from training.config import write as write_config
-    from training.datasets import DatasetError, open_dataset
+    from configs import write as write_config
+    from data.datasets import DatasetError, open_dataset
     from training.pipeline import train_batches
     from training.trainer import Trainer, make_strategy, multi_worker_requested
     from zoo import describe, update_description
-    from zoo.files import atomic_save_keras, atomic_write_bytes, atomic_write_json
+    from common.files import atomic_write_bytes, atomic_write_json
+    from zoo.saving import atomic_save_keras
 
     model = load_float_model(config.qat.model) if model is None else model
     description = describe(model)
@@ -196,9 +190,9 @@ def run_qat(config: QATExperimentConfig, model=None, *, resume: bool = False, lo
 
     # Everything that can fail on bad input fails here, before the output folder is written.
     dataset = open_dataset(data.train, "train")
-    if dataset.num_classes > int(description["num_classes"]):
+    if dataset.num_classes > description.num_classes:
         raise DatasetError(
-            f"--data {data.train} has {dataset.num_classes} classes but {config.qat.model} predicts {description['num_classes']}"
+            f"--data {data.train} has {dataset.num_classes} classes but {config.qat.model} predicts {description.num_classes}"
         )
     if data.check:
         log(f"checking {len(dataset)} {dataset.spec} training samples (--no-data-check skips this)")
@@ -207,13 +201,13 @@ def run_qat(config: QATExperimentConfig, model=None, *, resume: bool = False, lo
     keras.utils.set_random_seed(run.seed)
     crop = data.crop_size
     strategy = make_strategy(run.strategy, run.cpu_replicas)
-    log(f"building the quantization-aware {description['name']} at {crop}x{crop}")
+    log(f"building the quantization-aware {description.name} at {crop}x{crop}")
     with strategy.scope():
         qat_model = quantize_model(model, crop)
         if config.qat.batchnorm == "frozen":
             freeze_batchnorm(qat_model)
         if not resume:
-            calibration, _ = train_batches(dataset, data.batch_size, crop, description["normalization"], run.seed + 1)
+            calibration, _ = train_batches(dataset, data.batch_size, crop, description.normalization, run.seed + 1)
             count = max(1, config.qat.calibration_steps // data.batch_size)
             log(f"measuring the quantizers' initial ranges on {count} batches")
             calibrate_ranges(qat_model, (images for images, _ in calibration.take(count)))
@@ -234,11 +228,11 @@ def run_qat(config: QATExperimentConfig, model=None, *, resume: bool = False, lo
     write_config(config, out)
     steps = config.schedule.steps
     log(
-        f"QAT fine-tuning {description['name']} on {dataset.spec} ({len(dataset)} images), batch {data.batch_size}, "
+        f"QAT fine-tuning {description.name} on {dataset.spec} ({len(dataset)} images), batch {data.batch_size}, "
         f"crop {crop}, lr {config.optimizer.lr:g}, BatchNorm {config.qat.batchnorm}, steps {start_step}->{steps}"
     )
     result = trainer.fit(
-        dataset, batch_size=data.batch_size, crop_size=crop, normalization=description["normalization"],
+        dataset, batch_size=data.batch_size, crop_size=crop, normalization=description.normalization,
         data_seed=run.seed, start_step=start_step, stop_step=steps,
     )  # fmt: skip
     loss = result.loss

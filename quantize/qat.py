@@ -7,7 +7,7 @@ Every layer is fake-quantized as the int8 TFLite graph will run it: tfmot's defa
 8-bit scheme for Conv/DepthwiseConv/BatchNorm/ReLU/Add/Concatenate (no quantizer
 between a conv and its BatchNorm, which the converter folds), and for the KSAC
 pyramid ONE per-channel symmetric int8 quantizer on its shared kernel plus a
-quantizer on each rate's ReLU output and each partial sum (quantize/ksac_config.py).
+quantizer on each rate's ReLU output and each partial sum (quantize/quantize_configs.py).
 After fine-tuning, the float weights are written into the plain zoo model, saved
 as OUT/model_qat.keras (description gets qat: true) and exported with the same
 exporter as `convert/to_tflite.py --int8` to OUT/model_int8.tflite (shared kernel
@@ -25,9 +25,9 @@ from typing import Sequence
 
 import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
-from training.config import QATExperimentConfig, add_loop_flags, document_defaults  # noqa: E402  (after the environment variable above)
+from configs import QATExperimentConfig, add_loop_flags, document_defaults  # noqa: E402  (after the environment variable above)
 
-# argparse dest -> the config field (training.config.QATExperimentConfig) the flag sets; a flag
+# argparse dest -> the config field (configs.QATExperimentConfig) the flag sets; a flag
 # left out (None) takes its value from --config, else from the trained model, else the defaults.
 FLAGS = {
     "model": "qat.model",
@@ -91,10 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (1 with a message on bad input)."""
     args = parse_args(argv)
     from convert.export import ExportError
-    from convert.report import format_report
+    from convert.export_report import format_report
     from quantize.finetune import QATError, resolve_qat_config, run_qat
-    from training.config import ConfigError, flag_overrides, read_file
-    from training.datasets import DatasetError
+    from configs import ConfigError, flag_overrides, read_file
+    from data.datasets import DatasetError
     from training.trainer import NonFiniteLoss
 
     try:

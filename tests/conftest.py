@@ -10,7 +10,7 @@ keeps on one worker, in order, so the fixture is built once.
 Shared fixtures (test modules never import one another; what several need is here):
 `make_tiny_model`, `make_tiny_export_model`, `make_image_sensitive_model` (factories of fresh tiny models), `tiny_ksac` (one
 read-only tiny model for the session), `save_tiny_model` (a tiny model saved as .keras),
-`one_conv_tflite` (a one-convolution .tflite), `gpu_adapter`, `assert_runs_on_gpu` (LiteRT's GPU accelerator),
+`one_conv_tflite` (a one-convolution .tflite), `make_description` (a complete model description), `gpu_adapter`, `assert_runs_on_gpu` (LiteRT's GPU accelerator),
 `assert_int8_parity` (an int8 export against Keras)
 and `run_core_tests` (the Android demo's Java core tests).
 """
@@ -49,7 +49,7 @@ def _tiny_model(name: str = "mobilenetv2_ksac", *, seed: int = 0, random_bn: boo
     keras.utils.set_random_seed(seed)
     model = build_model(name, **{**TINY_MODEL, **overrides})
     if random_bn:
-        from benchmarks.models import randomize_batchnorm
+        from benchmarks.realistic_weights import randomize_batchnorm
 
         randomize_batchnorm(model, seed)
     return model
@@ -68,7 +68,7 @@ def make_tiny_model() -> Callable[..., Any]:
 
 @pytest.fixture(scope="session")
 def make_tiny_export_model() -> Callable[..., Any]:
-    """Like `make_tiny_model`, plus `benchmarks.models.randomize_batchnorm(model, seed)`: BatchNorm
+    """Like `make_tiny_model`, plus `benchmarks.realistic_weights.randomize_batchnorm(model, seed)`: BatchNorm
     statistics shaped like a trained model's, which int8 calibration and the exporter's checks need.
     """
     return functools.partial(_tiny_model, random_bn=True)
@@ -77,15 +77,15 @@ def make_tiny_export_model() -> Callable[..., Any]:
 def _image_sensitive_model(name: str = "mobilenetv2_ksac", *, seed: int = 0, **overrides: Any) -> Any:
     import numpy as np
 
-    from benchmarks.models import batchnorm_from_batch
-    from training.datasets import open_dataset
-    from training.preprocess import eval_inputs
+    from benchmarks.realistic_weights import batchnorm_from_batch
+    from data.datasets import open_dataset
+    from data.transforms import eval_inputs
     from zoo import describe
 
     model = _tiny_model(name, seed=seed, **overrides)
-    height, width = describe(model)["input_size"]
+    height, width = describe(model).input_size
     train = open_dataset("synthetic", "train")
-    batch = [eval_inputs(train.load(i)[0], None, (height, width), describe(model)["normalization"])[0] for i in range(8)]
+    batch = [eval_inputs(train.load(i)[0], None, (height, width), describe(model).normalization)[0] for i in range(8)]
     batchnorm_from_batch(model, np.stack(batch))
     return model
 
@@ -121,6 +121,30 @@ def save_tiny_model(make_tiny_export_model: Callable[..., Any]) -> Callable[...,
         return model
 
     return save
+
+
+def _description(**overrides: Any) -> Any:
+    """A complete `ModelDescription` of an exported file (see `make_description`)."""
+    from inference.description import ModelDescription, Normalization, Preprocessing
+
+    num_classes = overrides.get("num_classes", 2)
+    fields: dict[str, Any] = dict(
+        name="mobilenetv2_ksac", backbone="mobilenetv2", head="ksac", decoder=False, rates=(6, 12, 18),
+        output_stride=16, input_size=(9, 9), num_classes=num_classes,
+        label_names=("background", "thing") if num_classes == 2 else tuple(f"class_{i}" for i in range(num_classes)),
+        width=0.35, head_filters=16, normalization=Normalization(mean=(127.5,) * 3, std=(127.5,) * 3),
+        preprocessing=Preprocessing(), precision="fp32", output="logits", exporter="ksac-aware",
+    )  # fmt: skip
+    return ModelDescription(**{**fields, **overrides})
+
+
+@pytest.fixture(scope="session")
+def make_description() -> Callable[..., Any]:
+    """Factory of complete, valid descriptions: `make_description(**overrides)` is a `ModelDescription` of
+    a 2-class ("background", "thing") mobilenetv2_ksac fp32 logits file with a 9x9 input (`one_conv_tflite`'s
+    size), the given fields replaced (`num_classes=N` alone names the classes class_0..). For
+    `convert.tflite_file.add_metadata`; a test of a broken description stores raw bytes with `with_entry`."""
+    return _description
 
 
 @pytest.fixture(scope="session")

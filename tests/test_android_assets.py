@@ -14,32 +14,29 @@ from android_demo import model_files, prepare_assets
 
 ROOT = Path(__file__).resolve().parents[1]
 
-DESCRIPTION = {
-    "name": "mobilenetv2_ksac",
-    "input_size": [9, 9],
-    "num_classes": 2,
-    "label_names": ["background", "thing"],
-    "normalization": {"mean": [127.5] * 3, "std": [127.5] * 3},
-    "output": "logits",
-    "precision": "int8",
-}
+@pytest.fixture(scope="module")
+def description(make_description):
+    return make_description(precision="int8")
 
 
 @pytest.fixture(scope="module")
-def with_metadata(one_conv_tflite: bytes) -> bytes:
-    from convert.metadata import add_metadata
+def with_metadata(one_conv_tflite: bytes, description) -> bytes:
+    from convert.tflite_file import add_metadata
 
-    return add_metadata(one_conv_tflite, DESCRIPTION)
+    return add_metadata(one_conv_tflite, description)
 
 
-def test_copies_model_and_writes_metadata(with_metadata: bytes, tmp_path: Path) -> None:
+def test_copies_model_and_writes_metadata(
+    with_metadata: bytes, description, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = tmp_path / "runs" / "a" / "model_int8.tflite"
     model.parent.mkdir(parents=True)
     model.write_bytes(with_metadata)
     assets = tmp_path / "assets"
     assert prepare_assets.main(["--model", str(model), "--assets", str(assets)]) == 0
     assert (assets / "model.tflite").read_bytes() == with_metadata
-    assert json.loads((assets / "model.json").read_text()) == DESCRIPTION
+    assert json.loads((assets / "model.json").read_text()) == description.to_dict()  # version 2, what the app reads
+    assert "model mobilenetv2_ksac, precision int8, input [9, 9], output logits" in capsys.readouterr().out
 
 
 def test_clear_errors(one_conv_tflite: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,7 +102,7 @@ def test_app_uses_only_core_api_besides_display_and_litert() -> None:
             assert token not in text, f"{path.name} contains {token!r}: that belongs in the core module"
     segmenter = (APP_SRC / "main" / "java" / "dev" / "ksaczoo" / "demo" / "LiteRtSegmenter.kt").read_text()
     assert "pipeline.prepare(" in segmenter and "pipeline.finish(" in segmenter
-    assert "ModelMetadata.fromJson(" in segmenter
+    assert "ModelDescription.fromJson(" in segmenter
     assert "Interpreter.Options().setNumThreads(" in segmenter and "GpuDelegate(" in segmenter
 
 

@@ -111,22 +111,12 @@ elif "shell" in args and "benchmark_model" in " ".join(args) and "--graph" in " 
 
 
 @pytest.fixture(scope="module")
-def tiny_tflite(one_conv_tflite: bytes, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_tflite(one_conv_tflite: bytes, make_description, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-convolution .tflite carrying the project's metadata (fast to make)."""
-    from convert.metadata import add_metadata
+    from convert.tflite_file import add_metadata
 
-    description = {
-        "name": "mobilenetv2_ksac",
-        "input_size": [9, 9],
-        "num_classes": 2,
-        "label_names": ["background", "thing"],
-        "normalization": {"mean": [127.5] * 3, "std": [127.5] * 3},
-        "output_stride": 16,
-        "output": "logits",
-        "precision": "int8",
-    }
     path = tmp_path_factory.mktemp("model") / "model_int8.tflite"
-    path.write_bytes(add_metadata(one_conv_tflite, description))
+    path.write_bytes(add_metadata(one_conv_tflite, make_description(precision="int8", output_stride=16)))
     return path
 
 

@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # How each command is started (relative to the checkout; `-m` runs a module).
 COMMANDS = {
     "train": ["training/train.py"],
-    "evaluate": ["training/evaluate.py"],
-    "predict": ["training/predict.py"],
+    "evaluate": ["evaluation/evaluate.py"],
+    "predict": ["evaluation/predict.py"],
     "to_tflite": ["convert/to_tflite.py"],
     "qat": ["quantize/qat.py"],
     "benchmarks": ["benchmarks/run.py"],
@@ -184,12 +185,13 @@ def run_row(row: Row, folder: Path, root: Path, inputs: Path) -> str:
     return "; ".join(problems) or "ok"
 
 
-def make_inputs(folder: Path) -> Path:
-    """The shared inputs: bad files of every kind, and the few good ones the rows need beside them."""
+def make_inputs(folder: Path, description: Any) -> Path:
+    """The shared inputs: bad files of every kind, and the few good ones the rows need beside them
+    (`description`: the `ModelDescription` the one-convolution model carries)."""
     import tf_keras as keras
 
     from convert.export import plain_converter
-    from convert.metadata import add_metadata
+    from convert.tflite_file import add_metadata
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -213,8 +215,6 @@ def make_inputs(folder: Path) -> Path:
     # A real one-convolution model (9x9x3 -> 2 classes) with our description, and a copy cut in half.
     inputs = keras.Input((9, 9, 3), batch_size=1)
     plain = plain_converter(keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))).convert()
-    description = {"name": "one_conv", "num_classes": 2, "input_size": [9, 9], "output": "logits", "precision": "fp32",
-                   "normalization": {"mean": [127.5] * 3, "std": [127.5] * 3}}  # fmt: skip
     described = add_metadata(plain, description)
     (folder / "described.tflite").write_bytes(described)
     (folder / "truncated.tflite").write_bytes(described[: len(described) // 2])
@@ -238,8 +238,8 @@ def run_table(root: Path, inputs: Path, work: Path, workers: int = 2) -> list[tu
 
 
 @pytest.mark.slow
-def test_every_command_refuses_bad_input_with_one_clear_error(tmp_path):
-    inputs = make_inputs(tmp_path / "inputs")
+def test_every_command_refuses_bad_input_with_one_clear_error(tmp_path, make_description):
+    inputs = make_inputs(tmp_path / "inputs", make_description(name="one_conv"))
     shared = _snapshot(inputs)
     results = run_table(ROOT, inputs, tmp_path / "rows")
     table = "\n".join(f"{row.command:<15} {row.case:<48} {outcome}" for row, outcome in results)
@@ -249,14 +249,14 @@ def test_every_command_refuses_bad_input_with_one_clear_error(tmp_path):
     assert _snapshot(inputs) == shared, "a row wrote beside its inputs"
 
 
-def test_damaged_tflite_files_give_one_value_error_naming_them(one_conv_tflite, tmp_path):
+def test_damaged_tflite_files_give_one_value_error_naming_them(one_conv_tflite, make_description, tmp_path):
     """The one reader of .tflite files: every cut and many garbled copies of a real model either read
     or raise ValueError naming the file, never a struct.error/TypeError/IndexError from deep inside."""
-    from convert.inspect import summarize
-    from convert.metadata import add_metadata
-    from inference.description import read_metadata
+    from convert.summary import summarize
+    from convert.tflite_file import add_metadata
+    from inference.description import read_description, read_metadata
 
-    good = add_metadata(one_conv_tflite, {"name": "one_conv", "num_classes": 2})
+    good = add_metadata(one_conv_tflite, make_description(name="one_conv"))
     rng = np.random.default_rng(0)
     damaged = [good[:n] for n in range(8, len(good), 7)]
     for _ in range(200):
@@ -267,7 +267,7 @@ def test_damaged_tflite_files_give_one_value_error_naming_them(one_conv_tflite, 
     path = tmp_path / "damaged.tflite"
     for data in damaged:
         path.write_bytes(data)
-        for read in (read_metadata, summarize):
+        for read in (read_metadata, read_description, summarize):
             try:
                 read(str(path))
             except ValueError as error:

@@ -19,8 +19,8 @@ GPU_ARGV = ["--device", "gpu", "--models", "mobilenetv2_ksac", "--precisions", "
 
 def _fast_export(model, precision, *, naive=False, calibration_steps=100, check_parity=True):
     """Stands in for the exporter: these tests are about the GPU path, not conversion (slow on a shared CPU)."""
-    from benchmarks.export import Exported
-    from benchmarks.gpu import _tiny_tflite
+    from benchmarks.exporters import Exported
+    from benchmarks.gpu_probe import _tiny_tflite
 
     tflite = _tiny_tflite()
     exporter = "naive" if naive else "ksac-aware"
@@ -31,7 +31,7 @@ def _fast_export(model, precision, *, naive=False, calibration_steps=100, check_
 def gpu_probe(gpu_adapter):
     """`probe_gpu()` on this machine; `gpu_adapter` (conftest.py) has already FAILED the test, with the
     accelerator's reason, where no LiteRT GPU accelerator loads (CI installs Mesa's llvmpipe)."""
-    from benchmarks.gpu import probe_gpu
+    from benchmarks.gpu_probe import probe_gpu
 
     probe = probe_gpu()
     assert probe["available"], probe
@@ -66,7 +66,7 @@ def _small_segmenter(naive: bool) -> bytes:
 
 
 def _segmenter_export(model, precision, *, naive=False, calibration_steps=100, check_parity=True):
-    from benchmarks.export import Exported
+    from benchmarks.exporters import Exported
 
     tflite = _small_segmenter(naive)
     return Exported(tflite, {"precision": precision, "bytes": len(tflite), "exporter": "naive" if naive else "ksac-aware"})
@@ -76,12 +76,12 @@ def _segmenter_export(model, precision, *, naive=False, calibration_steps=100, c
 def test_device_gpu_on_this_machines_adapter(gpu_probe, tmp_path, monkeypatch, capsys):
     """Real runs on whatever adapter loads here: rows agree with LiteRT CPU and are filed by the adapter's own
     type (software: a few runs, apart; hardware: a GPU figure); SPACE_TO_BATCH_ND is refused on either."""
-    from benchmarks import export, run
-    from benchmarks.gpu import SOFTWARE_RUNS, software_note, timed_runs
+    from benchmarks import exporters, run
+    from benchmarks.gpu_probe import SOFTWARE_RUNS, software_note, timed_runs
 
     software, adapter = gpu_probe["software"], gpu_probe["adapter"]
     assert adapter and software is (gpu_probe["adapter_type"] == "CPU / Software"), gpu_probe
-    monkeypatch.setattr(export, "export", _segmenter_export)
+    monkeypatch.setattr(exporters, "export", _segmenter_export)
     out, rows_file = tmp_path / "out", tmp_path / "rows.json"
     argv = GPU_ARGV + ["--out", str(out), "--json", str(rows_file)]
     assert run.main(argv, model_overrides=TINY) == 0
@@ -129,12 +129,12 @@ def _fake_report(software: bool, calls: list):
 @pytest.mark.parametrize("software", [True, False], ids=["software-adapter", "hardware-adapter"])
 def test_device_gpu_rows_by_adapter_kind(software, tmp_path, monkeypatch):
     """What the accelerator says becomes rows: fewer runs and apart on a software adapter, a GPU figure on hardware."""
-    from benchmarks import export, run
+    from benchmarks import exporters, run
 
     calls: list = []
     fake, adapter = _fake_report(software, calls)
-    monkeypatch.setattr(export, "export", _fast_export)
-    monkeypatch.setattr("benchmarks.gpu.probe_gpu", lambda: {"available": True, "adapter": adapter, "software": software})
+    monkeypatch.setattr(exporters, "export", _fast_export)
+    monkeypatch.setattr("benchmarks.gpu_probe.probe_gpu", lambda: {"available": True, "adapter": adapter, "software": software})
     monkeypatch.setattr("inference.gpu.gpu_report", fake)
     assert run.main(GPU_ARGV + ["--out", str(tmp_path)], model_overrides=TINY) == 0
     rows = json.loads((tmp_path / "rows.json").read_text())
@@ -158,10 +158,10 @@ def test_device_gpu_rows_by_adapter_kind(software, tmp_path, monkeypatch):
 
 
 def test_device_gpu_without_accelerator_gives_unavailable_rows(tmp_path, monkeypatch, capsys):
-    from benchmarks import export, run
+    from benchmarks import exporters, run
 
-    monkeypatch.setattr(export, "export", _fast_export)
-    monkeypatch.setattr("benchmarks.gpu.probe_gpu",
+    monkeypatch.setattr(exporters, "export", _fast_export)
+    monkeypatch.setattr("benchmarks.gpu_probe.probe_gpu",
                         lambda: {"available": False, "reason": "no adapters found", "adapter": None, "software": None})
     monkeypatch.setattr("inference.gpu.gpu_report", lambda *a, **k: pytest.fail("no accelerator: nothing to run"))
     out, rows_file = tmp_path / "out", tmp_path / "rows.json"
@@ -216,13 +216,13 @@ def test_quick_defaults(tmp_path):
 
 
 def test_failed_conversion_gives_error_rows_and_exit_1(tmp_path, monkeypatch):
-    from benchmarks import export, run
+    from benchmarks import exporters, run
 
     def failing_export(model, precision, **kwargs):
         raise RuntimeError("converter exploded")
 
-    monkeypatch.setattr(export, "export", failing_export)
-    monkeypatch.setattr("benchmarks.gpu.probe_gpu", lambda: pytest.fail("no file converted: nothing to probe"))
+    monkeypatch.setattr(exporters, "export", failing_export)
+    monkeypatch.setattr("benchmarks.gpu_probe.probe_gpu", lambda: pytest.fail("no file converted: nothing to probe"))
     argv = ["--device", "gpu", "--models", "mobilenetv2_ksac", "--precisions", "int8", "--input-size", "65",
             "--out", str(tmp_path)]  # fmt: skip
     assert run.main(argv, model_overrides=dict(width=0.35, head_filters=16)) == 1

@@ -19,7 +19,7 @@ def tiny_tflite(tiny_ksac) -> bytes:
 def test_randomize_batchnorm_is_seeded_and_positive(make_tiny_model):
     import tf_keras as keras
 
-    from benchmarks.models import randomize_batchnorm
+    from benchmarks.realistic_weights import randomize_batchnorm
     from zoo import SharedAtrousConv2D
 
     model = make_tiny_model("mobilenetv2_ksac")

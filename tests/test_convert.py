@@ -10,11 +10,12 @@ import pytest
 import tf_keras as keras
 from tensorflow.lite.python import schema_py_generated as schema_fb
 
-from benchmarks.models import randomize_batchnorm
-from convert.export import ExportError, export_tflite, run_tflite
-from convert.inspect import load_model, op_name, pyramid_convs
+from benchmarks.realistic_weights import randomize_batchnorm
+from convert.export import ExportError, export_tflite
+from convert.parity import run_tflite
+from convert.tflite_file import load_model, op_name, pyramid_convs
 from benchmarks import mediapipe_check
-from convert.metadata import read_metadata
+from inference.description import read_description
 from convert.tflite_metadata import read_standard_metadata
 from zoo import build_model
 
@@ -30,7 +31,7 @@ FAST = dict(calibration_steps=4, parity_images=2)
 # and their logits hardly depend on the image: they catch a wrong kernel, not a wrong input scale; the
 # image-sensitive model of test_metadata_labels_output_other_size_and_mediapipe catches both. A bias
 # left at another scale than input x weight (e.g. branches sharing one set of scales) the exporter
-# refuses itself (convert.inspect.bias_scale_errors; the report's bias_scale_ops counts the checks).
+# refuses itself (convert.tflite_file.bias_scale_errors; the report's bias_scale_ops counts the checks).
 INT8_PARITY = {
     # measured agreement 1.0, max |diff| 0.0109; wrong kernel 0.0 and 0.314
     "mobilenetv2_ksac": (0.99, 0.02),
@@ -127,11 +128,11 @@ def test_metadata_labels_output_other_size_and_mediapipe(make_image_sensitive_mo
     labels = export_tflite(model, "fp32", input_size=OTHER_SIZE, output="labels", check_gpu=True, **FAST)
     int8 = export_tflite(model, "int8", input_size=OTHER_SIZE, **FAST)
     assert_runs_on_gpu(labels.report)
-    meta = read_metadata(labels.tflite)
-    assert meta["name"] == "mobilenetv2_ksac" and meta["num_classes"] == 5
-    assert meta["label_names"] == names
-    assert meta["output"] == "labels" and meta["precision"] == "fp32" and meta["input_size"] == [OTHER_SIZE, OTHER_SIZE]
-    assert meta["normalization"]["mean"] == [127.5] * 3
+    meta = read_description(labels.tflite)
+    assert meta.name == "mobilenetv2_ksac" and meta.num_classes == 5
+    assert meta.label_names == tuple(names)
+    assert meta.output == "labels" and meta.precision == "fp32" and meta.input_size == (OTHER_SIZE, OTHER_SIZE)
+    assert meta.normalization.mean == (127.5,) * 3
     image = np.random.default_rng(0).uniform(-1, 1, (OTHER_SIZE, OTHER_SIZE, 3)).astype(np.float32)
     label_map = run_tflite(labels.tflite, [image])[0]
     assert label_map.dtype == np.uint8 and label_map.shape == (OTHER_SIZE, OTHER_SIZE)
@@ -151,7 +152,7 @@ def test_metadata_labels_output_other_size_and_mediapipe(make_image_sensitive_mo
     assert standard["labels"] == names and standard["zipped_files"] == ["labels.txt"]
     assert standard["inputs"][0]["normalization"] == {"mean": [127.5], "std": [127.5]}
     assert standard["custom_metadata"]["SEGMENTER_METADATA"] == {"activation": "SOFTMAX"}
-    assert read_metadata(int8.tflite)["precision"] == "int8"  # our description is still there
+    assert read_description(int8.tflite).precision == "int8"  # our description is still there
 
     # The real client: MediaPipe's category mask equals our arg-max at the input size.
     for result in (logits, int8):

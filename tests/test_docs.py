@@ -341,7 +341,7 @@ def problems(commands: list[tuple[Mention, Command, list[str]]], helps: dict[tup
 
 
 def prose_flags(paths: list[Path]) -> list[tuple[Mention, str]]:
-    """Flags in markdown code that runs no command (e.g. "`--resize stretch` of `training/evaluate.py`")."""
+    """Flags in markdown code that runs no command (e.g. "`--resize stretch` of `evaluation/evaluate.py`")."""
     return [(m, flag) for path in paths if path.suffix == ".md" for m in mentions(path)
             if command_of(m.text)[0] is None for flag in FLAG.findall(m.text)]
 

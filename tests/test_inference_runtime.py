@@ -262,19 +262,18 @@ def test_gpu_reads_io_quantization_from_the_flatbuffer(int8_tflite, tmp_path):
         assert found == {t.index: t.quantization for t in cpu.inputs + cpu.outputs}
 
 
-def test_description_round_trip_without_tensorflow(float_tflite, tmp_path):
-    from convert.metadata import add_metadata
-    from convert.metadata import read_metadata as reexported
-    from inference.description import METADATA_NAME, read_metadata
+def test_description_round_trip_without_tensorflow(float_tflite, make_description, tmp_path):
+    from convert.tflite_file import add_metadata
+    from inference.description import METADATA_NAME, read_description, read_metadata
 
-    described = add_metadata(float_tflite, {"name": "tiny", "num_classes": 4})
+    expected = make_description(name="tiny", num_classes=4)
+    described = add_metadata(float_tflite, expected)
     path = tmp_path / "described.tflite"
     path.write_bytes(described)
-    expected = {"name": "tiny", "num_classes": 4}
-    assert read_metadata(described) == read_metadata(str(path)) == read_metadata(path) == expected
-    assert reexported is read_metadata
+    assert read_description(described) == read_description(str(path)) == read_description(path) == expected
+    assert read_metadata(path) == expected.to_dict()  # the raw JSON object, as stored
     with pytest.raises(ValueError, match=METADATA_NAME):
-        read_metadata(float_tflite)
+        read_description(float_tflite)
     with pytest.raises(ValueError, match="TFL3"):
         read_metadata(b"not a flatbuffer at all")
     with pytest.raises(FileNotFoundError):

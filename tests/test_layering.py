@@ -9,7 +9,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lowest first: a package may import itself and those before it, never one after it.
-LAYERS = ("inference", "zoo", "training", "convert", "quantize", "benchmarks", "android_demo")
+LAYERS = (
+    "common",  # atomic output files, native stderr: what every room uses (no TensorFlow)
+    "inference",  # running .tflite files: LiteRT, preprocessing, the model description (no TensorFlow)
+    "zoo",  # the models: backbones, heads, registry, weights import, saving
+    "configs",  # typed experiment configs and the engine that resolves them
+    "data",  # datasets, synthetic data, palette, evaluation transform and augmentation
+    "evaluation",  # mIoU, predictors over .keras and .tflite, evaluate and predict commands
+    "training",  # the training loop, its input pipeline, losses, run folders
+    "convert",  # the KSAC-aware TFLite export
+    "quantize",  # quantization-aware training, int8 comparison
+    "benchmarks",
+    "android_demo",
+)
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -45,3 +57,38 @@ def test_the_runtime_and_preprocessing_import_no_tensorflow():
                 for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
                              [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
             }, module  # fmt: skip
+
+
+def test_no_module_shadows_the_standard_library():
+    # `python PACKAGE/command.py` puts PACKAGE/ first on sys.path, where a file named like a standard
+    # module (inspect.py, say) would replace it for TensorFlow and everyone else. convert/aliases/ holds
+    # only `python -m convert.inspect` (reached through the package's __path__, see convert/__init__.py):
+    # no command is run from that folder, so it is never put on sys.path.
+    import sys
+
+    shadows = [
+        str(path.relative_to(ROOT))
+        for package in LAYERS
+        for path in sorted((ROOT / package).rglob("*"))
+        if (path.suffix == ".py" or (path / "__init__.py").is_file()) and path.stem in sys.stdlib_module_names
+        and path.parent != ROOT / "convert" / "aliases"
+    ]
+    assert not shadows, f"named like standard-library modules: {shadows}"
+
+
+def test_no_code_edits_sys_path():
+    # The packages come from the installed project (`pip install -e .`), never from a path edit.
+    def uses_sys_path(path: Path) -> bool:
+        return any(
+            isinstance(node, ast.Attribute) and node.attr == "path"
+            and isinstance(node.value, ast.Name) and node.value.id == "sys"
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        )  # fmt: skip
+
+    edits = [
+        str(path.relative_to(ROOT))
+        for package in LAYERS + ("tests",)
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if uses_sys_path(path)
+    ]
+    assert not edits, f"sys.path used in {edits}"

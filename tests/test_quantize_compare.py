@@ -8,7 +8,7 @@ import pytest
 
 from convert.export import export_tflite
 from quantize import compare as compare_cli
-from training.evaluate import evaluate
+from evaluation.evaluate import evaluate
 
 
 def weights_key(model) -> str:

@@ -8,14 +8,14 @@ import pytest
 import tf_keras as keras
 
 import zoo
-from convert.ksac_export import snap_to_int8_grid
+from convert.graph import snap_to_int8_grid
 from quantize.annotate import QuantizeLayer, copy_trained_weights, quantize_model
 from quantize.calibrate import calibrate_ranges, range_variables
 from quantize.checks import int8_rules
 from quantize.finetune import QATError, resolve_qat_config, run_qat
-from quantize.ksac_config import QuantizableSharedAtrousConv2D, SharedKernelQuantizeConfig
+from quantize.quantize_configs import QuantizableSharedAtrousConv2D, SharedKernelQuantizeConfig
 from quantize import qat as qat_cli
-from training.config import merge, read_file
+from configs import merge, read_file
 
 # `--dist loadgroup` runs this module on one worker: the QAT run fixture (75 s) is built once.
 pytestmark = [pytest.mark.trains, pytest.mark.xdist_group("qat_run")]
@@ -120,8 +120,8 @@ def test_saved_qat_model_reloads_with_its_description_and_trained_weights(qat_ru
     config, _, _ = qat_run
     saved = keras.models.load_model(os.path.join(config.training.out, "model_qat.keras"), compile=False)
     description = zoo.describe(saved)
-    assert description["qat"] is True and description["qat_training"]["steps"] == 2
-    assert description["name"] == "mobilenetv2_ksac" and description["input_size"] == [SIZE, SIZE]
+    assert description.qat is True and description.qat_training["steps"] == 2
+    assert description.name == "mobilenetv2_ksac" and description.input_size == (SIZE, SIZE)
     source = keras.models.load_model(config.qat.model, compile=False)
     changed = not np.allclose(saved.get_layer("head_ksac").kernel.numpy(), source.get_layer("head_ksac").kernel.numpy())
     assert changed  # the fine-tuned weights were written back

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from inference.native_log import native_stderr
+from common.native_log import native_stderr
 from zoo.quiet_startup import STARTUP_LINE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,7 +11,7 @@ import pytest
 from convert import to_tflite
 from quantize import qat as qat_cli
 from training import train as train_cli
-from training.config import ConfigError, ExperimentConfig, QATExperimentConfig, read_file, resolve, write
+from configs import ConfigError, ExperimentConfig, QATExperimentConfig, read_file, resolve, write
 
 TINY = ["--backbone", "mobilenetv2", "--head", "ksac", "--crop-size", "65"]
 
@@ -87,7 +87,7 @@ def test_export_options_from_a_config_file_and_flags(tmp_path):
 
 def test_qat_flags_map_onto_its_config_sections():
     args = qat_cli.parse_args(["--lr", "0.001", "--batchnorm", "train", "--steps", "5", "--no-data-check"])
-    from training.config import flag_overrides
+    from configs import flag_overrides
 
     config = resolve(QATExperimentConfig, flag_overrides(args, qat_cli.FLAGS))
     assert (config.optimizer.lr, config.qat.batchnorm, config.schedule.steps, config.data.check) == (0.001, "train", 5, False)
@@ -102,7 +102,7 @@ def test_unknown_section_is_an_error():
 def test_evaluate_takes_its_data_from_a_config_file(save_tiny_model, tmp_path, capsys):
     from PIL import Image
 
-    from training import evaluate as evaluate_cli
+    from evaluation import evaluate as evaluate_cli
 
     # A two-image folder dataset that only the config file names (the model was trained on synthetic).
     folder = tmp_path / "data"
@@ -164,11 +164,11 @@ def test_the_rates_rule_is_documented_in_the_help(capsys):
 def test_benchmark_output_strides_build_their_own_rates():
     # benchmarks/run.py, the other command with --output-stride, builds registry models by stride
     # (no rates option, no model section): each stride gets its DeepLab rates, as in train.py.
-    from benchmarks.models import benchmark_model
+    from benchmarks.realistic_weights import benchmark_model
     from zoo import describe
 
     model = benchmark_model("mobilenetv2_ksac", 65, 8, overrides={"width": 0.35, "head_filters": 16})
-    assert describe(model)["rates"] == [12, 24, 36]
+    assert describe(model).rates == (12, 24, 36)
 
 
 def test_resume_with_an_empty_section_in_the_config_file(tmp_path):
@@ -179,3 +179,108 @@ def test_resume_with_an_empty_section_in_the_config_file(tmp_path):
     empty.write_text("training:\nmodel:\n")  # sections without fields: nothing to override
     config = train_cli.resolve_config(train_cli.parse_args(["--config", str(empty), "--resume", "--out", out]))
     assert config.model.name == "mobilenetv2_ksac" and config.training.out == os.path.realpath(out)
+
+
+# -- each config validates itself (`validate`, run by `resolve`), with the messages the commands used to give
+
+@pytest.mark.parametrize("cls, layer, message", [
+    ("ExperimentConfig", {}, "no model: give --backbone and --head"),
+    ("ExperimentConfig", {"model": {"name": "resnet50_ksac"}}, "unknown model 'resnet50_ksac'; valid models: mobilenetv2_aspp"),
+    ("ExperimentConfig", {"model": {"name": "mobilenetv2_ksac"}, "data": {"crop_size": 8}},
+     "--crop-size 8 is smaller than the output stride 16"),
+    ("ExperimentConfig", {"model": {"name": "mobilenetv2_ksac"}, "schedule": {"steps": 0}}, "schedule.steps must be positive, got 0"),
+    ("ExperimentConfig", {"model": {"name": "mobilenetv2_ksac"}, "data": {"batch_size": 0}}, "data.batch_size must be positive"),
+    ("ExperimentConfig", {"model": {"name": "mobilenetv2_ksac"}, "training": {"keep_checkpoints": 0}},
+     "training.keep_checkpoints must be positive"),
+    ("ExperimentConfig", {"model": {"name": "mobilenetv2_ksac"}, "optimizer": {"lr": 0}}, "optimizer.lr must be positive, got 0.0"),
+    ("ExperimentConfig", {"model": {"name": "mobilenetv2_ksac"}, "export": {"precision": "int4"}},
+     "export.precision must be fp32, fp16 or int8, got 'int4'"),
+    ("ExportConfig", {"output": "probabilities"}, "export.output must be logits or labels, got 'probabilities'"),
+    ("ExportConfig", {"int8_io": True, "precision": "fp16"}, "--int8-io needs --int8"),
+    ("QATExperimentConfig", {"optimizer": {"name": "adam"}}, "QAT fine-tunes with SGD; optimizer.name 'adam' is not supported"),
+    ("QATExperimentConfig", {"qat": {"batchnorm": "moving"}}, "qat.batchnorm must be frozen or train, got 'moving'"),
+    ("QATExperimentConfig", {"qat": {"calibration_steps": 0}}, "qat.calibration_steps must be positive"),
+    ("BenchmarkConfig", {"models": ["resnet50_ksac"]}, "unknown model 'resnet50_ksac' in --models"),
+    ("BenchmarkConfig", {"precisions": ["int4"]}, "unknown precision 'int4' in --precisions; valid: fp32, fp16, int8"),
+    ("BenchmarkConfig", {"threads": [0]}, "--threads values must be at least 1, got 0"),
+    ("BenchmarkConfig", {"output_stride": [12]}, "--output-stride 12 is not one of 8, 16, 32"),
+    ("BenchmarkConfig", {"device": "tpu"}, "device must be cpu or gpu, got 'tpu'"),
+    ("BenchmarkConfig", {"input_size": 32}, "--input-size must be at least 33, got 32"),
+])  # fmt: skip
+def test_each_config_validates_its_values_when_resolved(cls, layer, message):
+    import re
+
+    import configs
+
+    schema = getattr(configs, cls)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        resolve(schema, layer)
+    configs.from_dict(schema, layer)  # only resolved configs are validated: a file may hold part of one
+
+
+def test_the_defaults_are_valid_and_the_commands_report_what_validate_finds(tmp_path, capsys):
+    from benchmarks.run import resolve_args
+    from configs import BenchmarkConfig, ExportConfig
+    from quantize.finetune import QATError, resolve_qat_config
+
+    for schema, layer in ((ExperimentConfig, {"model": {"name": "mobilenetv2_ksac"}}), (QATExperimentConfig, {}),
+                          (ExportConfig, {}), (BenchmarkConfig, {})):  # fmt: skip
+        resolve(schema, layer)
+    assert train_cli.main([*TINY, "--steps", "0", "--out", str(tmp_path / "run")]) == 2
+    assert "error: schedule.steps must be positive, got 0" in capsys.readouterr().err
+    with pytest.raises(QATError, match="QAT fine-tunes with SGD"):  # before the model is loaded
+        resolve_qat_config({"optimizer": {"name": "adam"}, "qat": {"model": str(tmp_path / "nope.keras")}})
+    with pytest.raises(SystemExit):
+        resolve_args(["--output-stride", "8,12", "--out", str(tmp_path / "bench")])
+    assert "--output-stride 12 is not one of 8, 16, 32" in capsys.readouterr().err
+
+
+def test_build_model_from_config_is_model_config_build():
+    from configs import ModelConfig, build_model_from_config
+
+    assert build_model_from_config is ModelConfig.build
+
+
+# -- shared constants are written once, where their package owns them, and imported everywhere else
+SHARED_CONSTANTS = {
+    (8, 16, 32): "inference/description.py",  # OUTPUT_STRIDES (also zoo.registry.OUTPUT_STRIDES)
+    ("fp32", "fp16", "int8"): "inference/description.py",  # PRECISIONS
+    513: "zoo/registry.py",  # DEFAULT_INPUT_SIZE
+}
+
+
+def _literal(node) -> object:
+    """The value of a literal number, or of a tuple/list of literals, in the AST (None otherwise)."""
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, (ast.Tuple, ast.List)) and node.elts and all(isinstance(e, ast.Constant) for e in node.elts):
+        return tuple(e.value for e in node.elts)
+    return None
+
+
+def test_shared_constants_are_defined_once():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    packages = [d for d in sorted(root.iterdir()) if (d / "__init__.py").is_file() and d.name != "tests"]
+    files = [*root.glob("*.py"), *(path for package in packages for path in sorted(package.rglob("*.py")))]
+    found: dict[object, set[str]] = {value: set() for value in SHARED_CONSTANTS}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            value = _literal(node)
+            if value in found:
+                found[value].add(str(path.relative_to(root)))
+    assert found == {value: {home} for value, home in SHARED_CONSTANTS.items()}
+
+
+def test_the_shared_constants_are_importable_from_their_homes():
+    from benchmarks.exporters import PRECISIONS as benchmark_precisions
+    from configs import BenchmarkConfig, DataConfig
+    from inference.description import PRECISIONS
+    from zoo.registry import DEFAULT_INPUT_SIZE, OUTPUT_STRIDES
+
+    assert PRECISIONS == benchmark_precisions == tuple(BenchmarkConfig().precisions) == ("fp32", "fp16", "int8")
+    assert OUTPUT_STRIDES == (8, 16, 32) and DEFAULT_INPUT_SIZE == DataConfig().crop_size == BenchmarkConfig().input_size == 513

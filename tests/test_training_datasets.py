@@ -10,9 +10,9 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from training.datasets import DatasetError, open_dataset
-from training.predict import voc_palette
-from training import synthetic
+from data.datasets import DatasetError, open_dataset
+from evaluation.predict import voc_palette
+from data import synthetic
 
 
 def write_jpg(path, h=24, w=32, seed=0):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.metrics import ConfusionMatrix
+from evaluation.metrics import ConfusionMatrix
 
 
 def test_miou_matches_hand_computed_confusion_matrix():

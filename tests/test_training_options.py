@@ -13,7 +13,7 @@ import tf_keras as keras
 from training import train as train_cli
 from training.losses import decayed_variables
 from zoo import SharedAtrousConv2D
-from training.config import write as write_config
+from configs import write as write_config
 
 TINY = ["--backbone", "mobilenetv2", "--head", "ksac", "--width", "0.35", "--head-filters", "16", "--crop-size", "65"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from training.datasets import SegmentationDataset
+from data.datasets import SegmentationDataset
 from training.pipeline import sample_index, train_batches
 
 NORM = {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]}

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from android_demo import reference
 from inference import preprocess as inference_preprocess
-from training.preprocess import eval_inputs, normalize, train_augment
+from data.transforms import eval_inputs, normalize, train_augment
 
 NORM = {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]}
 COLOURS = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.float32)
@@ -117,17 +117,17 @@ def test_preprocessing_contract_is_in_every_description_and_unknown_values_are_r
     from inference.preprocess import INFERENCE_PREPROCESSING
     from zoo import describe
 
-    assert describe(make_tiny_model("mobilenetv2_ksac"))["preprocessing"] == INFERENCE_PREPROCESSING
+    assert describe(make_tiny_model("mobilenetv2_ksac")).preprocessing.to_dict() == INFERENCE_PREPROCESSING
     image = np.zeros((20, 30, 3), np.uint8)
     default, _ = eval_inputs(image, None, (16, 16), NORM)
     for ok in (None, {}, dict(INFERENCE_PREPROCESSING), {"pad": "mean"}):
         assert eval_inputs(image, None, (16, 16), NORM, ok)[0].tobytes() == default.tobytes()
-    # Files exported before the key existed: the contract.
-    assert inference_preprocess.description_preprocessing({"num_classes": 21}) == INFERENCE_PREPROCESSING
+    # No description (and version-1 files exported before the key existed, upgraded on reading): the contract.
+    assert inference_preprocess.description_preprocessing(None) == INFERENCE_PREPROCESSING
     with pytest.raises(ValueError, match="squash"):
         eval_inputs(image, None, (16, 16), NORM, {**INFERENCE_PREPROCESSING, "resize": "squash"})
     with pytest.raises(ValueError, match="area"):
-        inference_preprocess.description_preprocessing({"preprocessing": {"interpolation": "area"}})
+        inference_preprocess.resolve_preprocessing({"interpolation": "area"})
     with pytest.raises(ValueError, match="crop"):
         inference_preprocess.preprocess(image, (16, 16), NORM, {"crop": "centre"})
 

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from training import evaluate as evaluate_cli
-from training import predict as predict_cli
+from evaluation import evaluate as evaluate_cli
+from evaluation import predict as predict_cli
 from training import train as train_cli
-from training.config import read_file
+from configs import read_file
 
 # `--dist loadgroup` runs this module on one worker: the training-run fixture is built once.
 pytestmark = [pytest.mark.trains, pytest.mark.xdist_group("straight_run")]
@@ -81,7 +81,7 @@ def test_run_folder_contents(straight_run):
 
     model = keras.models.load_model(os.path.join(straight_run, "model.keras"), compile=False)
     desc = describe(model)
-    assert desc["data"] == "synthetic" and desc["label_names"][0] == "background" and desc["input_size"] == [65, 65]
+    assert desc.data == "synthetic" and desc.label_names[0] == "background" and desc.input_size == (65, 65)
 
 
 @pytest.mark.slow
@@ -96,7 +96,7 @@ def test_evaluate_and_predict(straight_run, tmp_path, capsys):
     assert evaluate_cli.main(["--model", model, "--json", "--limit", "2", "--resize", "stretch"]) == 0
     assert json.loads(capsys.readouterr().out)["resize"] == "stretch"  # MediaPipe's way, on request
 
-    from training.datasets import open_dataset
+    from data.datasets import open_dataset
 
     image, _ = open_dataset("synthetic", "val").load(0)
     path = str(tmp_path / "img.png")

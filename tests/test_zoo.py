@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from training.config import ExperimentConfig, build_model_from_config, read_file, resolve
+from configs import ExperimentConfig, build_model_from_config, read_file, resolve
 from zoo import SharedAtrousConv2D, build_model, count_macs, describe, head_params, list_models
 
 SMALL = dict(width=0.35, head_filters=16)
@@ -33,7 +33,7 @@ def test_every_paper_recipe_is_a_table_1_model_at_the_papers_settings(paper_mode
         assert config.data.train.startswith("trainaug:") and config.data.crop_size == 513
         assert config.model.output_stride == 16 and config.model.rates == [6, 12, 18]
         assert config.data.batch_size == (32 if config.model.name.startswith("mobilenetv2") else 16)
-        assert config.optimizer.name == "sgd" and describe(paper_models[config.model.name])["input_size"] == [513, 513]
+        assert config.optimizer.name == "sgd" and describe(paper_models[config.model.name]).input_size == (513, 513)
 
 
 @pytest.mark.parametrize(
@@ -95,8 +95,8 @@ def test_forward_pass_non_square_with_decoder():
 
 
 def test_default_rates_follow_output_stride():
-    assert describe(build_model("mobilenetv2_ksac", input_size=65, output_stride=8, **SMALL))["rates"] == [12, 24, 36]
-    assert describe(build_model("mobilenetv2_ksac", input_size=65, **SMALL))["rates"] == [6, 12, 18]
+    assert describe(build_model("mobilenetv2_ksac", input_size=65, output_stride=8, **SMALL)).rates == (12, 24, 36)
+    assert describe(build_model("mobilenetv2_ksac", input_size=65, **SMALL)).rates == (6, 12, 18)
 
 
 def _randomize_batchnorms(layer, rng):
@@ -152,7 +152,7 @@ def test_save_load_round_trip(tmp_path):
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(model(x, training=False), loaded(x, training=False), atol=1e-6)
     assert describe(loaded) == describe(model)
-    assert describe(loaded)["head"] == "ksac" and describe(loaded)["rates"] == [6, 12, 18]
+    assert describe(loaded).head == "ksac" and describe(loaded).rates == (6, 12, 18)
 
 
 def test_backbone_weights_load_by_name_from_keras_applications_h5(tmp_path, capsys):

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from training.datasets import DatasetError, SegmentationDataset
-from training.preprocess import train_augment
+from data.datasets import DatasetError, SegmentationDataset
+from data.transforms import train_augment
 
 
 @functools.lru_cache(maxsize=4)

@@ -9,7 +9,7 @@ import shutil
 import time
 from typing import Any, Sequence
 
-from zoo.files import atomic_write_text
+from common.files import atomic_write_text
 
 
 def default_run_dir(model_name: str, root: str = "runs") -> str:

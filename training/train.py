@@ -17,9 +17,10 @@ from typing import Any, Sequence
 
 import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
-from training.config import (  # noqa: E402  (after the environment variable above)
+from configs import (  # noqa: E402  (after the environment variable above)
     CONFIG_FILE,
     ConfigError,
+    MIXED_PRECISIONS,
     ExperimentConfig,
     ModelConfig,
     OptimizerConfig,
@@ -27,7 +28,6 @@ from training.config import (  # noqa: E402  (after the environment variable abo
     check_resumable,
     document_defaults,
     flag_overrides,
-    get,
     read_file,
     read_saved_config,
     resolve,
@@ -63,6 +63,8 @@ FLAGS = {
     "strategy": "training.strategy",
     "cpu_replicas": "training.cpu_replicas",
     "float64": "training.float64",
+    "mixed_precision": "training.mixed_precision",
+    "jit_compile": "training.jit_compile",
 }
 # Fields a resumed run must keep: they define the model, the data and its order. (The schedule's
 # length may grow: a resumed run with more steps stretches the poly decay.)
@@ -71,6 +73,7 @@ LOCKED = (
     "data.train", "data.crop_size", "data.batch_size",
     *(f"optimizer.{f.name}" for f in dataclasses.fields(OptimizerConfig)),
     "schedule.poly_power", "training.seed", "training.float64",
+    "training.mixed_precision",  # float16 adds a loss scale to the optimizer's checkpoint
 )  # fmt: skip
 LEGACY_CONFIG = "config.json"  # the flat config of runs started before config.yaml
 
@@ -80,7 +83,7 @@ class UsageError(ValueError):
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from zoo.registry import list_backbones, list_heads, list_models
+    from zoo.registry import OUTPUT_STRIDES, list_backbones, list_heads, list_models
 
     p = argparse.ArgumentParser(
         prog="training/train.py",
@@ -101,7 +104,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="GLOBAL batch size, split evenly across replicas")
     p.add_argument("--crop-size", type=int, help="side of the square training crop in pixels; must be >= the output stride")
     p.add_argument("--input-size", type=int, help="input side recorded in the saved model (evaluation/export size); none: the crop size")
-    p.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="backbone output stride; one that changes --config's stride re-derives the atrous rates (as without --config) unless --rates is given too")
+    p.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES, help="backbone output stride; one that changes --config's stride re-derives the atrous rates (as without --config) unless --rates is given too")
     p.add_argument("--rates", help="comma-separated atrous rates, e.g. 6,12,18 (none: --config's, else 6,12,18 at OS 16, doubled at OS 8, halved at OS 32; an --output-stride that changes the stride re-derives them)")
     p.add_argument("--lr", type=float, help="initial learning rate FOR THE GLOBAL BATCH (DeepLab's 0.007 is for batch 16; scale it linearly with the batch)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="sgd (the paper's: SGD with --momentum) or adam (learns faster from scratch in short runs; try --lr 1e-3); both follow the poly schedule")
@@ -119,6 +122,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stop-at", type=int, help="stop after this step (checkpoint + model saved) although the schedule spans --steps; resume later with --resume")
     p.add_argument("--keep-checkpoints", type=int, help="how many recent checkpoints to keep")
     p.add_argument("--float64", action="store_const", const=True, help="train in float64 (slower: about 1.3x on a CPU in the tests' tiny runs, far more on most GPUs): a numerical check that tells float32 rounding from a logic error when two runs should agree, e.g. several workers against one process (docs/multi-machine-training.md); the saved model.keras is float32")
+    p.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, help="Keras mixed-precision policy of the model that trains: bfloat16 (fast where the CPU has AVX512-BF16 or AMX, and on TPUs), float16 (GPUs' tensor cores; the loss is scaled); variables stay float32 and the saved model.keras is float32 as with none. Measured speeds: docs/training.md")
+    p.add_argument("--jit-compile", action="store_const", const=True, help="compile each training step with XLA (docs/training.md: where it pays)")
     add_loop_flags(p, "train_log.csv")
     document_defaults(p, FLAGS, ExperimentConfig())
     return p.parse_args(argv)
@@ -165,7 +170,11 @@ def read_run_config(run_dir: str) -> dict[str, Any]:
 
 
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
-    """The run's config: defaults, then the run's saved config (--resume), then --config, then flags."""
+    """The run's config: defaults, then the run's saved config (--resume), then --config, then flags.
+
+    UsageError naming the first value that cannot be used (`resolve` runs `ExperimentConfig.validate`)
+    or file that cannot be read or written, before anything is written.
+    """
     try:
         file_layer = read_file(args.config, ExperimentConfig) if args.config else {}
         flags = flag_layer(args)
@@ -179,35 +188,16 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
             config = resolve(ExperimentConfig, file_layer, flags)
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    check_config(config, resuming=args.resume)
+    config.model.fill_built_values(config.data.crop_size)  # the run's config.yaml states what was built
+    check_files(config, resuming=args.resume)
     if args.stop_at is not None and args.stop_at < 1:
         raise UsageError(f"--stop-at must be positive, got {args.stop_at}")
     return config
 
 
-def check_config(config: ExperimentConfig, resuming: bool) -> None:
-    """UsageError naming the first value that cannot be used (before anything is written)."""
-    from zoo.registry import default_rates, list_models, model_spec
-
-    model, data = config.model, config.data
-    if model.name is None:
-        raise UsageError("no model: give --backbone and --head, --model, or a --config with model.name (or --resume)")
-    if model.name not in list_models():
-        raise UsageError(f"unknown model {model.name!r}; valid models: {', '.join(list_models())}")
-    # The run's config.yaml states what was built, not "the default".
-    if model.input_size is None:
-        model.input_size = data.crop_size
-    if model.rates is None:
-        model.rates = list(default_rates(model.output_stride))
-    if model.decoder is None:
-        model.decoder = model_spec(model.name).decoder
-    if data.crop_size < model.output_stride:
-        raise UsageError(f"--crop-size {data.crop_size} is smaller than the output stride {model.output_stride}")
-    for path in ("schedule.steps", "data.batch_size", "training.checkpoint_every", "training.keep_checkpoints", "training.log_every"):
-        if get(config, path) < 1:
-            raise UsageError(f"{path} must be positive, got {get(config, path)}")
-    if not config.optimizer.lr > 0:
-        raise UsageError(f"optimizer.lr must be positive, got {config.optimizer.lr}")
+def check_files(config: ExperimentConfig, resuming: bool) -> None:
+    """UsageError naming the first file the config names that cannot be used (its values are checked by `resolve`)."""
+    model = config.model
     if model.weights and not resuming:  # a resumed run restores its checkpoint instead
         from zoo.weights import weights_format
 
@@ -216,7 +206,7 @@ def check_config(config: ExperimentConfig, resuming: bool) -> None:
         except (FileNotFoundError, ValueError) as error:
             raise UsageError(f"--weights: {error}") from None
     if config.training.out is not None:
-        from zoo.files import check_output_path
+        from common.files import check_output_path
 
         try:
             check_output_path(config.training.out, folder=True)
@@ -224,13 +214,13 @@ def check_config(config: ExperimentConfig, resuming: bool) -> None:
             raise UsageError(f"--out: {error}") from None
 
 
-def build(config: ExperimentConfig, dataset, sync: bool, input_size: int | None = None, weights: str | None = None):
-    """The run's model (at the crop size unless `input_size`); `weights` (a file `zoo.weights.load_weights` takes) initialises it."""
-    from training.config import build_model_from_config
-
-    return build_model_from_config(
-        config.model, dataset.num_classes, input_size=input_size or config.data.crop_size,
-        label_names=dataset.label_names, sync_batchnorm=sync, weights=weights,
+def build(config: ExperimentConfig, dataset, sync: bool, input_size: int | None = None, weights: str | None = None,
+          training_forms: bool = False):
+    """The run's model (at the crop size unless `input_size`); `weights` (a file `zoo.weights.load_weights` takes)
+    initialises it; `training_forms`: the dilated convolutions in the fastest form that trains here (`zoo.atrous`)."""
+    return config.model.build(
+        dataset.num_classes, input_size=input_size or config.data.crop_size,
+        label_names=dataset.label_names, sync_batchnorm=sync, weights=weights, training_forms=training_forms,
     )  # fmt: skip
 
 
@@ -240,7 +230,7 @@ def export_model(train_model, strategy, config: ExperimentConfig, dataset, path:
 
     from training.trainer import local_weights
     from zoo import update_description
-    from zoo.files import atomic_save_keras
+    from zoo.saving import atomic_save_keras
 
     floatx = keras.backend.floatx()
     keras.backend.set_floatx("float32")  # a --float64 run still saves a float32 model
@@ -272,16 +262,16 @@ def train(args: argparse.Namespace) -> int:
 
     import tf_keras as keras
 
-    from training.config import write as write_config
-    from training.datasets import open_dataset
+    from configs import write as write_config
+    from data.datasets import open_dataset
     from training.runs import default_run_dir, point_latest, remove_run_folder
     from training.trainer import (
-        Trainer, is_chief, is_multi_worker, local_weights, make_strategy, multi_worker_requested, weights_checksum,
-        worker_rank,
+        Trainer, is_chief, is_multi_worker, local_weights, make_strategy, multi_worker_requested, precision_policy,
+        weights_checksum, worker_rank,
     )
     from zoo import describe
-    from zoo.atrous import check_trainable
-    from zoo.files import atomic_write_json
+    from zoo.atrous import check_trainable, chosen_forms
+    from common.files import atomic_write_json
 
     run = config.training
     try:
@@ -312,7 +302,9 @@ def train(args: argparse.Namespace) -> int:
     keras.backend.set_floatx("float64" if run.float64 else "float32")
     with strategy.scope():
         try:
-            model = build(config, dataset, sync=replicas > 1, weights=None if args.resume else config.model.weights)
+            with precision_policy(run.mixed_precision):
+                model = build(config, dataset, sync=replicas > 1, weights=None if args.resume else config.model.weights,
+                              training_forms=True)
         except ValueError as error:  # a model option or weights file that does not fit
             raise UsageError(str(error)) from None
 
@@ -327,7 +319,7 @@ def train(args: argparse.Namespace) -> int:
         trainer = Trainer(
             model, strategy, config.optimizer, config.schedule, work_dir=work_dir, seed=run.seed,
             checkpoint_every=run.checkpoint_every, keep_checkpoints=run.keep_checkpoints, log_every=run.log_every, chief=chief,
-            restore_dir=os.path.join(out, "checkpoints"),
+            restore_dir=os.path.join(out, "checkpoints"), mixed_precision=run.mixed_precision, jit_compile=run.jit_compile,
         )  # fmt: skip
         start_step = 0
         if args.resume:
@@ -355,10 +347,12 @@ def train(args: argparse.Namespace) -> int:
             f"training {config.model.name} on {dataset.spec} ({len(dataset)} images, {dataset.num_classes} classes), "
             f"{replicas} replica(s), global batch {config.data.batch_size}, crop {config.data.crop_size}, steps {start_step}->{stop_step}"
         )
+        forms = chosen_forms("float64" if run.float64 else "float32")
+        print("dilated convolutions (zoo/atrous.py): " + ", ".join(f"{kind} {form}" for kind, form in forms.items()))
         try:
             result = trainer.fit(
                 dataset, batch_size=config.data.batch_size, crop_size=config.data.crop_size,
-                normalization=describe(model)["normalization"], data_seed=run.seed, start_step=start_step, stop_step=stop_step,
+                normalization=describe(model).normalization, data_seed=run.seed, start_step=start_step, stop_step=stop_step,
             )  # fmt: skip
         except BaseException:
             if fresh and trainer.manager.latest_checkpoint is None:
@@ -385,7 +379,7 @@ def train(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (2 for bad flags/config, 1 for bad data, a diverged run or a lost worker)."""
     args = parse_args(argv)
-    from training.datasets import DatasetError
+    from data.datasets import DatasetError
     from training.trainer import NonFiniteLoss, WorkerLost
 
     try:

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -26,14 +27,14 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from training.config import ConfigError, OptimizerConfig, ScheduleConfig
-from training.datasets import SegmentationDataset
+from configs import ConfigError, OptimizerConfig, ScheduleConfig
+from data.datasets import SegmentationDataset
 from training.losses import masked_cross_entropy_sum, weight_decay_loss
 from training.pipeline import train_batches
 from training.runs import CsvLog, format_eta, remove_partial_checkpoints, restore_newest, seed_dropout
@@ -184,6 +185,22 @@ def weights_checksum(weights: Iterable[np.ndarray]) -> str:
     return digest.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def precision_policy(mixed_precision: str) -> Iterator[None]:
+    """Layers built inside take Keras' mixed policy `mixed_<mixed_precision>` ("none": float32): float32
+    variables, computation in bfloat16 or float16. Only construction reads the policy, so the model built
+    for saving after training (train.py) is float32 whatever trained."""
+    if mixed_precision == "none":
+        yield
+        return
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
 def make_optimizer(config: OptimizerConfig, schedule: ScheduleConfig):
     """(optimizer, learning-rate schedule): SGD with momentum or Adam, on the poly schedule to 0 at `schedule.steps`."""
     rate = keras.optimizers.schedules.PolynomialDecay(
@@ -244,6 +261,8 @@ class Trainer:
         log_every: int = 10,
         chief: bool = True,
         restore_dir: str | None = None,
+        mixed_precision: str = "none",
+        jit_compile: bool = False,
         log: Callable[[str], None] = lambda line: print(line, flush=True),
     ) -> None:
         self.model = model
@@ -255,8 +274,11 @@ class Trainer:
         self.log_every = log_every
         self.chief = chief
         self.log = log
+        self.jit_compile = jit_compile
         with strategy.scope():
             self.optimizer, self.schedule = make_optimizer(optimizer, schedule)
+            if mixed_precision == "float16":  # float16 gradients underflow without a (dynamic) loss scale
+                self.optimizer = keras.mixed_precision.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model.trainable_variables)
             rng = tf.Module()
             rng.dropout = seed_dropout(model.layers if dropout_layers is None else list(dropout_layers), seed)
@@ -291,13 +313,20 @@ class Trainer:
             ctx = tf.distribute.get_replica_context()
             with tf.GradientTape() as tape:
                 logits = model(images, training=True)
-                ce_sum, count = masked_cross_entropy_sum(labels, logits)
+                ce_sum, count = masked_cross_entropy_sum(labels, logits)  # float32 even from mixed-precision logits
                 # Mean over the valid pixels of the GLOBAL batch, so that any replica count gives the same loss.
                 total = tf.maximum(ctx.all_reduce(tf.distribute.ReduceOp.SUM, count), 1.0)
                 loss = ce_sum / total + weight_decay_loss(model, weight_decay) / ctx.num_replicas_in_sync
-            grads = tape.gradient(loss, model.trainable_variables)
+                scaled = optimizer.get_scaled_loss(loss) if loss_scaled else loss
+            grads = tape.gradient(scaled, model.trainable_variables)
+            if loss_scaled:
+                grads = optimizer.get_unscaled_gradients(grads)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return loss
+
+        loss_scaled = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+        if self.jit_compile:  # the replica's step only: the input iterator cannot be compiled
+            replica_step = tf.function(replica_step, jit_compile=True)
 
         @tf.function
         def train_step(iterator):

@@ -13,7 +13,7 @@ import { FilesetResolver, ImageSegmenter } from './node_modules/@mediapipe/tasks
 
 const WASM_DIR = new URL('./node_modules/@mediapipe/tasks-vision/wasm', import.meta.url).href;
 const PAD_RGB = 'rgb(128,128,128)';
-const OVERLAY_ALPHA = 128; // 50 %, as training/predict.py's overlay
+const OVERLAY_ALPHA = 128; // 50 %, as evaluation/predict.py's overlay
 const params = new URLSearchParams(location.search);
 const DELEGATE = (params.get('delegate') || 'CPU').toUpperCase() === 'GPU' ? 'GPU' : 'CPU';
 
@@ -47,7 +47,7 @@ function clearError() {
 
 // ---- colours -----------------------------------------------------------------------------------
 
-// The PASCAL VOC palette (training/predict.py's voc_palette).
+// The PASCAL VOC palette (evaluation/predict.py's voc_palette).
 const PALETTE = (() => {
   const p = new Uint8Array(256 * 3);
   for (let i = 0; i < 256; i++) {

@@ -10,7 +10,7 @@ from zoo.quiet_startup import import_tensorflow
 
 import_tensorflow()
 
-from zoo.layers import ModelDescription, ResizeToMatch, SharedAtrousConv2D
+from zoo.layers import DescriptionLayer, ResizeToMatch, SharedAtrousConv2D
 from zoo.registry import (
     MODELS,
     build_model,
@@ -26,7 +26,7 @@ from zoo.stats import count_macs, head_params
 
 __all__ = [
     "MODELS",
-    "ModelDescription",
+    "DescriptionLayer",
     "ResizeToMatch",
     "SharedAtrousConv2D",
     "build_model",

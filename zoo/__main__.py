@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from zoo.registry import build_model, list_models
+from zoo.registry import DEFAULT_INPUT_SIZE, OUTPUT_STRIDES, build_model, list_models
 from zoo.stats import count_macs, head_params
 
 
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     summary.add_argument("names", nargs="+", metavar="NAME", help="model names (see `python -m zoo list`)")
     summary.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
-    summary.add_argument("--output-stride", type=int, default=16, choices=(8, 16, 32))
+    summary.add_argument("--output-stride", type=int, default=16, choices=OUTPUT_STRIDES)
     summary.add_argument("--rates", type=parse_rates, default=None, help="atrous rates, e.g. 6,12,18")
-    summary.add_argument("--input-size", type=int, default=513, help="square input side (default 513)")
+    summary.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, help=f"square input side (default {DEFAULT_INPUT_SIZE})")
     summary.add_argument("--num-classes", type=int, default=21, help="classes, background included (21)")
     args = parser.parse_args(argv)
 

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import tf_keras as keras
 
+from zoo.atrous import conv2d_layer
 from zoo.layers import ResizeToMatch, SharedAtrousConv2D, batch_norm
 
 HEADS = ("aspp", "ksac")
@@ -25,9 +26,7 @@ HEADS = ("aspp", "ksac")
 
 def conv_bn_relu(x, filters: int, kernel_size: int, name: str, rate: int = 1):
     """Conv2D (no bias) + BatchNorm + ReLU, named `name`, `name_bn`, `name_relu`."""
-    x = keras.layers.Conv2D(
-        filters, kernel_size, padding="same", dilation_rate=rate, use_bias=False, name=name
-    )(x)
+    x = conv2d_layer(filters, kernel_size, rate=rate, padding="same", use_bias=False, name=name)(x)
     x = batch_norm(name + "_bn")(x)
     return keras.layers.ReLU(name=name + "_relu")(x)
 

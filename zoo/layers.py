@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-import json
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 
+from inference.description import ModelDescription
 from zoo.atrous import dilated_conv2d
 
 PACKAGE = "ksac_zoo"
@@ -98,7 +98,7 @@ class SharedAtrousConv2D(keras.layers.Layer):
     positive per-channel scale folded into the kernel leaves its int8 values
     unchanged, so every branch of the int8 export can read the same int8 buffer;
     a negative scale flips the sign of that channel and would break the sharing
-    (see `convert/ksac_export.py` for the fallback used when it happens anyway).
+    (see `convert/graph.py` for the fallback used when it happens anyway).
 
     Args:
         filters: output channels (256 in the paper).
@@ -196,51 +196,47 @@ class ResizeToMatch(keras.layers.Layer):
         source, reference = inputs
         static = reference.shape[1:3]
         size = static if None not in static else tf.shape(reference)[1:3]
-        return tf.image.resize(source, size, method="bilinear")
+        # tf.image.resize returns float32 from 16-bit inputs; a mixed-precision model keeps its compute dtype.
+        return tf.cast(tf.image.resize(source, size, method="bilinear"), self.compute_dtype)
 
     def compute_output_shape(self, input_shapes: Sequence[tf.TensorShape]) -> tf.TensorShape:
         source, reference = (tf.TensorShape(s) for s in input_shapes)
         return tf.TensorShape([source[0], reference[1], reference[2], source[3]])
 
 
-@keras.utils.register_keras_serializable(package=PACKAGE)
-class ModelDescription(keras.layers.Layer):
-    """Identity layer that carries the model's description in its config.
+# Registered under the layer's first name, ModelDescription, so that every saved `.keras` file loads:
+# Keras finds the class by the registered name ("ksac_zoo>ModelDescription"), which files of both
+# class names (ModelDescription before, DescriptionLayer now) carry.
+@keras.utils.register_keras_serializable(package=PACKAGE, name="ModelDescription")
+class DescriptionLayer(keras.layers.Layer):
+    """Identity layer that carries the model's `ModelDescription` in its config.
 
-    The description (name, backbone, head, rates, output stride, input size,
-    classes, label names, input normalisation) is saved and reloaded with the
-    model, so later steps (training, export, benchmarks) never ask for it again.
-    Read it with `zoo.describe(model)`.
+    The description (name, backbone, head, rates, output stride, input size, classes, label names,
+    input normalisation and preprocessing) is saved and reloaded with the model, so later steps
+    (training, export, benchmarks) never ask for it again. Read it with `zoo.describe(model)`.
+    The config holds `description.to_dict()`; a version-1 one (saved before versions) is upgraded
+    when the model loads.
     """
 
-    def __init__(self, description: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, description: ModelDescription | Mapping[str, Any], **kwargs: Any) -> None:
         kwargs.setdefault("name", "model_description")
         super().__init__(**kwargs)
         self.description = description
 
-    # Kept as a JSON string: a dict attribute would be wrapped by Keras' object
-    # tracking (and turned into non-JSON-serialisable wrappers after loading).
     @property
-    def description(self) -> dict[str, Any]:
-        return json.loads(self._description_json)
+    def description(self) -> ModelDescription:
+        return self._description
 
     @description.setter
-    def description(self, value: dict[str, Any]) -> None:
-        self._description_json = json.dumps(_plain(value))
+    def description(self, value: ModelDescription | Mapping[str, Any]) -> None:
+        # A JSON object (a config being loaded) goes through the one reader; Keras may have wrapped
+        # it in its tracking types, which from_dict reads as mappings.
+        self._description = value if isinstance(value, ModelDescription) else ModelDescription.from_dict(value)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return inputs
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config["description"] = self.description
+        config["description"] = self.description.to_dict()
         return config
-
-
-def _plain(value: Any) -> Any:
-    """Plain dicts and lists from Keras' tracking wrappers, recursively."""
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -7,7 +7,7 @@ are on", "Could not find cuda drivers" and, at the first device query on a machi
 without a GPU, "E0000 ... failed call to cuInit: ... CUDA error", which a newcomer
 reads as a failure. No TensorFlow or absl setting silences them, so `import_tensorflow`
 captures file descriptor 2 while TensorFlow loads and lists its devices
-(`inference.native_log`), then writes every other line back to stderr: a real error
+(`common.native_log`), then writes every other line back to stderr: a real error
 still shows.
 `zoo/__init__.py` calls it before anything imports TensorFlow, so every command and
 library user that goes through `zoo` gets it. TF_CPP_MIN_LOG_LEVEL=0 (a user asking
@@ -22,7 +22,7 @@ import os
 import re
 import sys
 
-from inference.native_log import native_stderr
+from common.native_log import native_stderr
 
 # The lines TensorFlow prints on every start (sources seen with TF 2.21 on CPU-only machines).
 STARTUP_LINE = re.compile(

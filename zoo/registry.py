@@ -9,13 +9,16 @@ from typing import Any, NamedTuple, Sequence
 
 import tf_keras as keras
 
-# The one inference preprocessing contract (letterbox, half-pixel bilinear, top-left, mean padding)
-# is defined beside its implementation; every model's description records it.
-from inference.preprocess import INFERENCE_PREPROCESSING
+# The description's type and the one inference preprocessing contract (letterbox, half-pixel bilinear,
+# top-left, mean padding: `Preprocessing()`, defined beside its implementation) that every model records.
+from inference.description import ModelDescription, Normalization, Preprocessing
+# The output strides every backbone supports, (8, 16, 32): defined with the description, which records one.
+from inference.description import OUTPUT_STRIDES  # noqa: F401  (zoo.registry.OUTPUT_STRIDES for the commands)
+from zoo import atrous
 from zoo.backbones import BACKBONES
 from zoo.decoder import deeplabv3plus_decoder
 from zoo.heads import atrous_head
-from zoo.layers import BatchNormSettings, ModelDescription, ResizeToMatch, batch_norm_settings, check_rates
+from zoo.layers import BatchNormSettings, DescriptionLayer, ResizeToMatch, batch_norm_settings, check_rates
 from zoo.weights import load_weights
 
 
@@ -32,8 +35,11 @@ MODELS: dict[str, ModelSpec] = {
     "xception65_ksac": ModelSpec("xception65", "ksac", decoder=True),
 }
 
+# The paper's input side (its training crop and evaluation size): the default of every size option.
+DEFAULT_INPUT_SIZE = 513
+
 # Both backbones were trained on images scaled to [-1, 1]: x = (pixel - mean) / std.
-INPUT_NORMALIZATION = {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]}
+INPUT_NORMALIZATION = Normalization(mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5))
 
 VOC_LABELS = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -86,7 +92,7 @@ def _input_shape(input_size: int | Sequence[int]) -> tuple[int, int]:
 def build_model(
     name: str,
     num_classes: int = 21,
-    input_size: int | Sequence[int] = 513,
+    input_size: int | Sequence[int] = DEFAULT_INPUT_SIZE,
     output_stride: int = 16,
     rates: Sequence[int] | None = None,
     decoder: bool | None = None,
@@ -98,6 +104,7 @@ def build_model(
     sync_batchnorm: bool = False,
     bn_momentum: float | None = None,
     label_names: Sequence[str] | None = None,
+    training_forms: bool = False,
 ) -> keras.Model:
     """Builds a named segmentation model.
 
@@ -108,7 +115,7 @@ def build_model(
         output_stride: 8, 16 or 32.
         rates: atrous rates, in pixels of the feature map; None: `default_rates(output_stride)`,
             (6, 12, 18) at OS 16, doubled at OS 8, halved at OS 32. (A config that changes the stride
-            without giving rates gets these too: `training.config.resolve`.)
+            without giving rates gets these too: `configs.resolve`.)
         decoder: add the DeepLabV3+ decoder; default per model (Xception65 yes).
         width: backbone width multiplier.
         backbone_weights: a local Keras HDF5 weights file or `.keras` model (loaded by
@@ -122,9 +129,13 @@ def build_model(
             (0.999 in MobileNetV2 as keras.applications, 0.9997 elsewhere as DeepLab). Use e.g.
             0.99 for runs of a few thousand steps, whose moving statistics would otherwise lag.
         label_names: a name per class; VOC's names by default at 21 classes.
+        training_forms: build the dilated Conv2D and DepthwiseConv2D layers as `zoo.atrous`'s
+            subclasses, which take the fastest form that trains on this machine (Keras' own take
+            space-to-batch); same config, weights and outputs. For the model that trains: train.py
+            saves a model built without them, so saved and exported models hold Keras' own layers.
 
     Returns:
-        A tf_keras Model from normalised images (see `describe(model)["normalization"]`)
+        A tf_keras Model from normalised images (see `describe(model).normalization`)
         to logits at the input resolution, carrying its description.
 
     Example:
@@ -142,38 +153,38 @@ def build_model(
         raise ValueError(f"label_names has {len(label_names)} names for {num_classes} classes")
 
     inputs = keras.Input((height, width_px, 3), name="image")
-    with batch_norm_settings(BatchNormSettings(sync=sync_batchnorm, momentum=bn_momentum)):
+    with batch_norm_settings(BatchNormSettings(sync=sync_batchnorm, momentum=bn_momentum)), atrous.training_forms(training_forms):
         features = BACKBONES[spec.backbone](inputs, output_stride=output_stride, width=width)
         x = atrous_head(features.features, spec.head, rates, filters=head_filters, dropout=dropout)
         if decoder:
             x = deeplabv3plus_decoder(x, features.low_level, filters=head_filters)
     logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
     logits = ResizeToMatch(name="upsample_logits")([logits, inputs])
-    description = {
-        "name": name,
-        "backbone": spec.backbone,
-        "head": spec.head,
-        "decoder": decoder,
-        "rates": list(rates),
-        "output_stride": output_stride,
-        "input_size": [height, width_px],
-        "num_classes": num_classes,
-        "label_names": list(label_names),
-        "width": width,
-        "head_filters": head_filters,
-        "normalization": INPUT_NORMALIZATION,
-        "preprocessing": INFERENCE_PREPROCESSING,
-    }
-    outputs = ModelDescription(description)(logits)
+    description = ModelDescription(
+        name=name,
+        backbone=spec.backbone,
+        head=spec.head,
+        decoder=decoder,
+        rates=tuple(rates),
+        output_stride=output_stride,
+        input_size=(height, width_px),
+        num_classes=num_classes,
+        label_names=tuple(label_names),
+        width=width,
+        head_filters=head_filters,
+        normalization=INPUT_NORMALIZATION,
+        preprocessing=Preprocessing(),
+    )
+    outputs = DescriptionLayer(description)(logits)
     model = keras.Model(inputs, outputs, name=name)
     if backbone_weights is not None:
         load_weights(model, backbone_weights)
     return model
 
 
-def _description_layer(model: keras.Model) -> ModelDescription:
+def _description_layer(model: keras.Model) -> DescriptionLayer:
     for layer in reversed(model.layers):
-        if isinstance(layer, ModelDescription):
+        if isinstance(layer, DescriptionLayer):
             return layer
     raise ValueError(
         f"model {model.name!r} carries no description; build it with zoo.build_model "
@@ -181,12 +192,13 @@ def _description_layer(model: keras.Model) -> ModelDescription:
     )
 
 
-def describe(model: keras.Model) -> dict[str, Any]:
+def describe(model: keras.Model) -> ModelDescription:
     """The description stored in a model built by `build_model` (raises ValueError if it has none)."""
     return _description_layer(model).description
 
 
 def update_description(model: keras.Model, **fields: Any) -> None:
-    """Adds or replaces fields of the stored description (e.g. `data="synthetic"` after training)."""
+    """Sets fields of the stored description (e.g. `data="synthetic"` after training), checked as
+    `ModelDescription.replace` checks them."""
     layer = _description_layer(model)
-    layer.description = dict(layer.description, **fields)
+    layer.description = layer.description.replace(**fields)

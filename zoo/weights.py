@@ -218,7 +218,7 @@ def load_keras_model_weights(model: keras.Model, path: str) -> ImportReport:
 
     Returns the report, and prints it; ValueError if no layer matches.
     """
-    from zoo.files import load_keras_model
+    from zoo.saving import load_keras_model
 
     source = load_keras_model(path)
     with_weights = _layers_with_weights(model)

@@ -12,3 +12,8 @@ java {
 dependencies {
     testImplementation("junit:junit:4.13.2")
 }
+
+// DescriptionSchemaTest checks descriptions against the schema shared with Python and JavaScript.
+tasks.test {
+    systemProperty("schema.path", rootDir.resolve("../inference/model_description.schema.json").canonicalPath)
+}

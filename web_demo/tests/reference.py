@@ -13,7 +13,7 @@ writes into OUT:
 - `bad.tflite` (text, not a TFLite file), `bad.png` (bytes that are no image) and
   `nometa.tflite` (a valid TFLite model without the metadata MediaPipe needs), for the error checks;
 - `expected.json`: per model, its labels (from the file's description) and per image the uint8
-  label map of `training.predict.predict_image` (TFLitePredictor, LiteRT on the CPU) at the
+  label map of `evaluation.predict.predict_image` (TFLitePredictor, LiteRT on the CPU) at the
   image's own size under THE preprocessing contract (letterbox, top-left, mean padding).
 
 Models that exist already are kept (they take ~30 s each to make); `--fresh` remakes them.
@@ -43,7 +43,7 @@ def make_images(out: str) -> dict[str, np.ndarray]:
     import cv2
 
     from inference.preprocess import resize_bilinear
-    from training.datasets import open_dataset
+    from data.datasets import open_dataset
 
     val = open_dataset("synthetic", "val")
     images: dict[str, np.ndarray] = {}
@@ -90,15 +90,15 @@ def make_bad_files(out: str) -> None:
 
 
 def reference(out: str, images: dict[str, np.ndarray]) -> dict:
-    from training.predict import predict_image
-    from training.predictors import TFLitePredictor
+    from evaluation.predict import predict_image
+    from evaluation.predictors import TFLitePredictor
 
     expected: dict = {}
     for precision in ("fp32", "int8"):
         model = f"model_{precision}.tflite"
         predictor = TFLitePredictor(os.path.join(out, model), threads=1)
         desc = predictor.description
-        entry = {"labels": list(desc.get("label_names") or []), "input_size": list(predictor.input_size), "images": {}}
+        entry = {"labels": list(desc.label_names), "input_size": list(predictor.input_size), "images": {}}
         for name, rgb in images.items():
             start = time.perf_counter()
             labels = predict_image(predictor, rgb)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-VALID_OUTPUT_STRIDES = (8, 16, 32)
+# Defined with the model description, which records the stride (and refuses any other).
+from inference.description import OUTPUT_STRIDES as VALID_OUTPUT_STRIDES
 
 
 class Backbone(NamedTuple):

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import tf_keras as keras
 
+from zoo.atrous import depthwise_layer
 from zoo.backbones.common import Backbone, StrideTracker
 from zoo.layers import batch_norm
 
@@ -63,9 +64,7 @@ def _inverted_residual(x, block_id: int, expansion: int, filters: int, stride: i
         x = keras.layers.Conv2D(in_channels * expansion, 1, use_bias=False, name=prefix + "expand")(x)
         x = batch_norm(prefix + "expand_BN", **_BN)(x)
         x = keras.layers.ReLU(6.0, name=prefix + "expand_relu")(x)
-    x = keras.layers.DepthwiseConv2D(
-        3, strides=stride, dilation_rate=rate, padding="same", use_bias=False, name=prefix + "depthwise"
-    )(x)
+    x = depthwise_layer(3, rate=rate, strides=stride, padding="same", use_bias=False, name=prefix + "depthwise")(x)
     x = batch_norm(prefix + "depthwise_BN", **_BN)(x)
     x = depthwise_out = keras.layers.ReLU(6.0, name=prefix + "depthwise_relu")(x)
     x = keras.layers.Conv2D(out_channels, 1, use_bias=False, name=prefix + "project")(x)

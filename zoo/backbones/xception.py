@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import tf_keras as keras
 
+from zoo.atrous import depthwise_layer
 from zoo.backbones.common import Backbone, StrideTracker
 from zoo.backbones.mobilenet_v2 import make_divisible
 from zoo.layers import batch_norm
@@ -66,9 +67,7 @@ def _separable_conv(x, filters: int, stride: int, rate: int, activation_inside: 
     if not activation_inside:
         x = keras.layers.ReLU(name=name + "_pre_relu")(x)
     x, padding = _fixed_padding(x, stride, name + "_depthwise")
-    x = keras.layers.DepthwiseConv2D(
-        3, strides=stride, dilation_rate=rate, padding=padding, use_bias=False, name=name + "_depthwise"
-    )(x)
+    x = depthwise_layer(3, rate=rate, strides=stride, padding=padding, use_bias=False, name=name + "_depthwise")(x)
     x = batch_norm(name + "_depthwise_bn")(x)
     if activation_inside:
         x = keras.layers.ReLU(name=name + "_depthwise_relu")(x)

@@ -3,7 +3,7 @@ package dev.ksaczoo.demo
 import android.content.Context
 import android.graphics.Bitmap
 import android.os.SystemClock
-import dev.ksaczoo.core.ModelMetadata
+import dev.ksaczoo.core.ModelDescription
 import dev.ksaczoo.core.SegmentationPipeline
 import java.io.Closeable
 import java.io.FileInputStream
@@ -127,7 +127,7 @@ class LiteRtSegmenter private constructor(
         /** Loads the model and its metadata written by `android_demo/prepare_assets.py`. */
         fun fromAssets(context: Context): LiteRtSegmenter {
             val json = context.assets.open(METADATA_ASSET).bufferedReader(Charsets.UTF_8).use { it.readText() }
-            val metadata = ModelMetadata.fromJson(json)
+            val metadata = ModelDescription.fromJson(json)
             val model = context.assets.openFd(MODEL_ASSET).use { fd ->
                 FileInputStream(fd.fileDescriptor).use { stream ->
                     stream.channel.map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength)

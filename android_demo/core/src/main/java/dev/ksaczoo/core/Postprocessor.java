@@ -63,13 +63,13 @@ public final class Postprocessor {
     }
 
     /** Labels from the raw output buffer of a model, whichever kind of output it has. */
-    public static int[] labelsFromOutput(ByteBuffer output, ModelMetadata metadata) {
+    public static int[] labelsFromOutput(ByteBuffer output, ModelDescription metadata) {
         int pixels = metadata.inputHeight() * metadata.inputWidth();
         if (output.capacity() != metadata.outputBytes()) {
             throw new IllegalArgumentException("output buffer has " + output.capacity() + " bytes, the model's "
                     + metadata.output().name().toLowerCase() + " output needs " + metadata.outputBytes());
         }
-        if (metadata.output() == ModelMetadata.OutputKind.LOGITS) {
+        if (metadata.output() == ModelDescription.OutputKind.LOGITS) {
             ByteBuffer dup = output.duplicate().order(ByteOrder.nativeOrder()); // duplicate() resets the order
             dup.position(0);
             return argmax(dup.asFloatBuffer(), pixels, metadata.numClasses());

@@ -16,7 +16,7 @@ public final class Preprocessor {
     private final double[] mean = new double[3];
     private final double[] std = new double[3];
 
-    public Preprocessor(ModelMetadata metadata) {
+    public Preprocessor(ModelDescription metadata) {
         this.inputWidth = metadata.inputWidth();
         this.inputHeight = metadata.inputHeight();
         float[] m = metadata.mean();

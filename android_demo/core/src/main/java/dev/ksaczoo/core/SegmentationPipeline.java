@@ -12,7 +12,7 @@ import java.util.Locale;
  * then {@link #finish} into labels, an overlay and a legend.
  *
  * <pre>
- * SegmentationPipeline pipeline = new SegmentationPipeline(ModelMetadata.fromJson(json));
+ * SegmentationPipeline pipeline = new SegmentationPipeline(ModelDescription.fromJson(json));
  * ByteBuffer input = pipeline.newInputBuffer(), output = pipeline.newOutputBuffer();
  * Letterbox box = pipeline.prepare(argb, width, height, input);
  * interpreter.run(input, output);          // the only runtime call
@@ -20,19 +20,19 @@ import java.util.Locale;
  * </pre>
  */
 public final class SegmentationPipeline {
-    private final ModelMetadata metadata;
+    private final ModelDescription metadata;
     private final Preprocessor preprocessor;
     private final int[] palette;
     private final float[] scratch;
 
-    public SegmentationPipeline(ModelMetadata metadata) {
+    public SegmentationPipeline(ModelDescription metadata) {
         this.metadata = metadata;
         this.preprocessor = new Preprocessor(metadata);
         this.palette = Palette.voc(Math.max(256, metadata.numClasses()));
         this.scratch = new float[preprocessor.inputLength()];
     }
 
-    public ModelMetadata metadata() {
+    public ModelDescription metadata() {
         return metadata;
     }
 

@@ -27,7 +27,7 @@ import org.junit.Test;
 public class GoldenTest {
     private File dir;
     private Map<String, Object> manifest;
-    private ModelMetadata metadata;
+    private ModelDescription metadata;
 
     @Before
     public void load() throws IOException {
@@ -39,7 +39,7 @@ public class GoldenTest {
         }
         Assume.assumeTrue("no golden folder; run android_demo/make_golden.py", present);
         manifest = Json.parseObject(new String(read("golden.json"), Charset.forName("UTF-8")));
-        metadata = ModelMetadata.fromMap(Json.getObject(manifest, "metadata"));
+        metadata = ModelDescription.fromMap(Json.getObject(manifest, "metadata"));
     }
 
     private static File locate() {

@@ -33,14 +33,14 @@ public class PostprocessorTest {
         }
     }
 
-    private static ModelMetadata meta(ModelMetadata.OutputKind kind) {
-        return new ModelMetadata("t", "int8", 2, 2, new float[] {0, 0, 0}, new float[] {1, 1, 1},
+    private static ModelDescription meta(ModelDescription.OutputKind kind) {
+        return new ModelDescription("t", "int8", 2, 2, new float[] {0, 0, 0}, new float[] {1, 1, 1},
                 Arrays.asList("bg", "a", "b"), kind);
     }
 
     @Test
     public void readsLogitsFromANativeOrderBuffer() {
-        ModelMetadata m = meta(ModelMetadata.OutputKind.LOGITS);
+        ModelDescription m = meta(ModelDescription.OutputKind.LOGITS);
         ByteBuffer out = ByteBuffer.allocateDirect(m.outputBytes()).order(ByteOrder.nativeOrder());
         float[] logits = {0, 0, 1, 5, 0, 0, 0, 3, 2, 0, 0, 0};
         out.asFloatBuffer().put(logits);
@@ -50,7 +50,7 @@ public class PostprocessorTest {
 
     @Test
     public void readsUint8Labels() {
-        ModelMetadata m = meta(ModelMetadata.OutputKind.LABELS);
+        ModelDescription m = meta(ModelDescription.OutputKind.LABELS);
         ByteBuffer out = ByteBuffer.allocateDirect(4);
         out.put(new byte[] {0, 2, 1, 2});
         assertArrayEquals(new int[] {0, 2, 1, 2}, Postprocessor.labelsFromOutput(out, m));

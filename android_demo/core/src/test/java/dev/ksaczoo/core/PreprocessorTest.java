@@ -8,9 +8,9 @@ import org.junit.Test;
 
 public class PreprocessorTest {
 
-    private static ModelMetadata meta(int h, int w, float mean, float std) {
-        return new ModelMetadata("t", "fp32", h, w, new float[] {mean, mean, mean}, new float[] {std, std, std},
-                Arrays.asList("a", "b"), ModelMetadata.OutputKind.LOGITS);
+    private static ModelDescription meta(int h, int w, float mean, float std) {
+        return new ModelDescription("t", "fp32", h, w, new float[] {mean, mean, mean}, new float[] {std, std, std},
+                Arrays.asList("a", "b"), ModelDescription.OutputKind.LOGITS);
     }
 
     @Test

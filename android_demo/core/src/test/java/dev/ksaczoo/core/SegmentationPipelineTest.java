@@ -13,7 +13,7 @@ public class SegmentationPipelineTest {
 
     @Test
     public void prepareRunFinish() {
-        ModelMetadata m = ModelMetadata.fromJson("{\"name\": \"fake\", \"input_size\": [4, 4],"
+        ModelDescription m = ModelDescription.fromJson("{\"name\": \"fake\", \"input_size\": [4, 4],"
                 + " \"normalization\": {\"mean\": [127.5, 127.5, 127.5], \"std\": [127.5, 127.5, 127.5]},"
                 + " \"label_names\": [\"background\", \"red\"], \"output\": \"logits\"}");
         SegmentationPipeline pipeline = new SegmentationPipeline(m);

@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 
 import tf_keras as keras
 
-PRECISIONS = ("fp32", "fp16", "int8")
+from inference.description import PRECISIONS
+
 EXPORTERS = ("ksac-aware", "naive")
 
 

@@ -2,7 +2,7 @@
 
 Specs (`open_dataset(spec, split)`):
 
-- `synthetic` (default): the built-in procedural dataset (`training/synthetic.py`),
+- `synthetic` (default): the built-in procedural dataset (`data/synthetic.py`),
   21 classes, 2000 train / 200 val images of 256x256. `synthetic:colours`: the same
   images with the colour family as the class (5 classes; learnt in minutes, for `make demo`).
 - `voc:PATH`: PASCAL VOC 2012 (`PATH` = `VOCdevkit/VOC2012`): `JPEGImages/*.jpg`,
@@ -37,7 +37,7 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from training import synthetic
+from data import synthetic
 
 IGNORE_LABEL = 255
 SPLITS = ("train", "val")
@@ -179,7 +179,7 @@ class SegmentationDataset:
 
 
 class SyntheticDataset(SegmentationDataset):
-    """The built-in procedural dataset; see `training/synthetic.py`. `colours=True`: the colour family is
+    """The built-in procedural dataset; see `data/synthetic.py`. `colours=True`: the colour family is
     the class (5 classes instead of 21, `--data synthetic:colours`)."""
 
     def __init__(self, split: str, spec: str = "synthetic", colours: bool = False) -> None:

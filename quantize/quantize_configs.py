@@ -1,6 +1,6 @@
 """Quantization-aware training of the KSAC pyramid: what is trained is what the int8 file runs.
 
-The int8 export (`convert/ksac_export.py`) runs, for each rate r,
+The int8 export (`convert/graph.py`) runs, for each rate r,
     y_r = ReLU(|s_r| * K_q (*) x + b_r)      (one int8 CONV_2D, fused ReLU, int8 output)
 and sums the branches with int8 ADDs, ((y_1 + y_2) + y_3) + ..., where K_q is the ONE
 shared kernel on its per-channel symmetric int8 grid. Folding the positive scale
@@ -163,7 +163,7 @@ class NoOpQuantizeConfig(QuantizeConfig):
     """Quantizes nothing: for layers that pass int8 values through unchanged.
 
     Used for `ResizeToMatch` (TFLite's int8 RESIZE_BILINEAR keeps its input's scale)
-    and `ModelDescription` (an identity that vanishes in the converted graph).
+    and `DescriptionLayer` (an identity that vanishes in the converted graph).
     """
 
     def get_weights_and_quantizers(self, layer: keras.layers.Layer) -> list:

@@ -1,4 +1,11 @@
-"""KSAC-aware graph preparation for the TFLite converter.
+"""Keras graph preparation for the TFLite converter: the model as the converter should see it.
+
+`prepare_for_export` clones a zoo model at batch 1 with static shapes (so that the converter emits
+native dilated CONV_2D instead of SPACE_TO_BATCH_ND / CONV_2D / BATCH_TO_SPACE_ND, and folds
+BatchNorm into ordinary convs), swaps each KSAC pyramid for its unrolled export form below, and
+adds the arg-max label map of `--output labels`.
+
+The KSAC pyramid's export form (`UnrolledSharedAtrousConv2D`):
 
 Written by hand because no maintained library does it: the stock converter, at a
 static batch of 1, folds each rate's BatchNorm into the shared 3x3 kernel and so
@@ -40,7 +47,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from zoo.atrous import plain_layer
 from zoo.layers import SharedAtrousConv2D
+from zoo.registry import describe
 
 FLOAT_FORM = "float"
 INT8_FORM = "int8"
@@ -119,3 +128,56 @@ class UnrolledSharedAtrousConv2D(keras.layers.Layer):
                 y = y * tf.constant(branch["scale"], tf.float32)
             outputs = y if outputs is None else outputs + y
         return outputs
+
+
+@keras.utils.register_keras_serializable(package="ksac_zoo_export")
+class LabelMap(keras.layers.Layer):
+    """Arg-max over classes as a uint8 label map (`--output labels`), for apps."""
+
+    def call(self, logits: tf.Tensor) -> tf.Tensor:
+        return tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.uint8)
+
+
+def input_shape(model: keras.Model, input_size: int | tuple[int, int] | None) -> tuple[int, int]:
+    if input_size is None:
+        return describe(model).input_size
+    if isinstance(input_size, int):
+        return (input_size, input_size)
+    return tuple(input_size)
+
+
+def prepare_for_export(
+    model: keras.Model,
+    precision: str,
+    input_size: int | tuple[int, int] | None = None,
+    output: str = "logits",
+) -> keras.Model:
+    """A batch-1, static-shape clone of `model` with the KSAC pyramid in its export form."""
+    height, width = input_shape(model, input_size)
+    form = INT8_FORM if precision == "int8" else FLOAT_FORM
+
+    def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, SharedAtrousConv2D):
+            return UnrolledSharedAtrousConv2D(layer, form)
+        # A model built for training (zoo.atrous' layers) converts as the saved one does: Keras' own layers.
+        plain = plain_layer(layer)
+        return plain if plain is not None else layer.__class__.from_config(layer.get_config())
+
+    inputs = keras.Input((height, width, 3), batch_size=1, name="image")
+    clone = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_layer)
+    for layer in clone.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    if output == "labels":
+        clone = keras.Model(clone.inputs, LabelMap(name="labels")(clone.outputs[0]), name=clone.name)
+    return clone
+
+
+def negative_scale_channels(model: keras.Model) -> int:
+    """Channels of KSAC pyramids whose folded BatchNorm scale is negative (see the module docstring)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, SharedAtrousConv2D):
+            for bn in layer.batch_norms:
+                total += int(np.sum(bn.gamma.numpy() < 0))
+    return total

@@ -6,17 +6,26 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The model description that the exporter embeds in a {@code .tflite} file (and that
- * {@code android_demo/prepare_assets.py} writes beside it as {@code model.json}).
+ * The model description ({@code ModelDescription}) that the exporter embeds in a {@code .tflite} file
+ * (metadata entry {@code ksac_zoo_description}) and that {@code android_demo/prepare_assets.py} writes
+ * beside it as {@code model.json}. Its format is {@code inference/model_description.schema.json};
+ * {@link DescriptionSchema} checks a description against that file.
+ *
+ * <p>Versions: files written before versions existed carry no {@code version} field and read as
+ * version 1 (the same fields); version 2 ({@link #VERSION}) carries {@code "version": 2}. A newer
+ * version is refused with an error naming it, so that an old app never misreads a newer format.
  *
  * <p>Fields read: {@code input_size} ([height, width] or one side), {@code normalization}
  * ({@code mean}, {@code std}: three numbers or one each, x = (pixel - mean) / std on RGB),
  * {@code num_classes} and/or {@code label_names}, {@code output} ("logits" = float32 [1,H,W,C],
  * "labels" = uint8 [1,H,W]; "logits" when absent), and optional {@code name}, {@code precision}.
  *
- * <p>Example: {@code ModelMetadata m = ModelMetadata.fromJson(text); int h = m.inputHeight();}
+ * <p>Example: {@code ModelDescription m = ModelDescription.fromJson(text); int h = m.inputHeight();}
  */
-public final class ModelMetadata {
+public final class ModelDescription {
+
+    /** The newest description version this code reads (and the one the exporter writes). */
+    public static final int VERSION = 2;
 
     /** What the model's single output holds. */
     public enum OutputKind {
@@ -26,6 +35,7 @@ public final class ModelMetadata {
         LABELS
     }
 
+    private final int version;
     private final String name;
     private final String precision;
     private final int inputHeight;
@@ -35,9 +45,14 @@ public final class ModelMetadata {
     private final List<String> labelNames;
     private final OutputKind output;
 
-    /** Builds a description directly (tests, or apps with a model without metadata). */
-    public ModelMetadata(String name, String precision, int inputHeight, int inputWidth, float[] mean, float[] std,
+    /** Builds a description directly (tests, or apps with a model without metadata), at {@link #VERSION}. */
+    public ModelDescription(String name, String precision, int inputHeight, int inputWidth, float[] mean, float[] std,
                          List<String> labelNames, OutputKind output) {
+        this(VERSION, name, precision, inputHeight, inputWidth, mean, std, labelNames, output);
+    }
+
+    private ModelDescription(int version, String name, String precision, int inputHeight, int inputWidth,
+                             float[] mean, float[] std, List<String> labelNames, OutputKind output) {
         if (inputHeight < 1 || inputWidth < 1) {
             throw new IllegalArgumentException("input size must be positive, got " + inputHeight + "x" + inputWidth);
         }
@@ -52,6 +67,7 @@ public final class ModelMetadata {
         if (labelNames.size() < 2) {
             throw new IllegalArgumentException("a segmentation model needs at least 2 classes, got " + labelNames.size());
         }
+        this.version = version;
         this.name = name;
         this.precision = precision;
         this.inputHeight = inputHeight;
@@ -62,13 +78,21 @@ public final class ModelMetadata {
         this.output = output;
     }
 
-    /** Parses the metadata JSON text; errors name the offending field. */
-    public static ModelMetadata fromJson(String json) {
+    /** Parses the description's JSON text; errors name the offending field. */
+    public static ModelDescription fromJson(String json) {
         return fromMap(Json.parseObject(json));
     }
 
-    /** Reads the description from an already parsed JSON object. */
-    public static ModelMetadata fromMap(Map<String, Object> obj) {
+    /**
+     * Reads the description from an already parsed JSON object.
+     *
+     * @throws Json.JsonException a missing or malformed field (named), or a {@code version} that is not
+     *     a whole number or is newer than {@link #VERSION} ("model description version 3 is newer than
+     *     this app reads (up to 2)")
+     */
+    public static ModelDescription fromMap(Map<String, Object> obj) {
+        // Checked first and reported as is: a newer format may have changed any other field.
+        int version = readVersion(obj);
         try {
             int[] size = readInputSize(Json.require(obj, "input_size"));
             Map<String, Object> norm = Json.getObject(obj, "normalization");
@@ -84,13 +108,35 @@ public final class ModelMetadata {
             } else {
                 throw new Json.JsonException("\"output\" must be \"logits\" or \"labels\", got \"" + outputText + "\"");
             }
-            return new ModelMetadata(Json.optString(obj, "name", "model"), Json.optString(obj, "precision", "unknown"),
-                    size[0], size[1], mean, std, labels, output);
+            return new ModelDescription(version, Json.optString(obj, "name", "model"),
+                    Json.optString(obj, "precision", "unknown"), size[0], size[1], mean, std, labels, output);
         } catch (IllegalArgumentException e) {
-            throw new Json.JsonException("bad model metadata: " + e.getMessage());
+            throw new Json.JsonException("bad model description: " + e.getMessage());
         } catch (Json.JsonException e) {
-            throw new Json.JsonException("bad model metadata: " + e.getMessage());
+            throw new Json.JsonException("bad model description: " + e.getMessage());
         }
+    }
+
+    /** The description's format version: 1 when {@code version} is absent (files from before versions). */
+    private static int readVersion(Map<String, Object> obj) {
+        if (!obj.containsKey("version")) {
+            return 1;
+        }
+        Object value = obj.get("version");
+        if (!(value instanceof Double)) {
+            throw new Json.JsonException("model description \"version\" must be a whole number, got "
+                    + Json.typeName(value));
+        }
+        double v = (Double) value;
+        if (v != Math.rint(v) || v < 1) {
+            throw new Json.JsonException("model description \"version\" must be a whole number from 1, got " + v);
+        }
+        if (v > VERSION) {
+            String shown = v > Long.MAX_VALUE ? String.valueOf(v) : String.valueOf((long) v);
+            throw new Json.JsonException("model description version " + shown
+                    + " is newer than this app reads (up to " + VERSION + ")");
+        }
+        return (int) v;
     }
 
     private static int[] readInputSize(Object value) {
@@ -148,7 +194,7 @@ public final class ModelMetadata {
         int[] want = {1, inputHeight, inputWidth, 3};
         if (!java.util.Arrays.equals(shape, want)) {
             throw new IllegalStateException("model input shape " + java.util.Arrays.toString(shape)
-                    + " does not match its metadata " + java.util.Arrays.toString(want));
+                    + " does not match its description " + java.util.Arrays.toString(want));
         }
     }
 
@@ -159,11 +205,13 @@ public final class ModelMetadata {
                 : new int[] {1, inputHeight, inputWidth};
         if (!java.util.Arrays.equals(shape, want)) {
             throw new IllegalStateException("model output shape " + java.util.Arrays.toString(shape)
-                    + " does not match its metadata (" + output.name().toLowerCase() + ") "
+                    + " does not match its description (" + output.name().toLowerCase() + ") "
                     + java.util.Arrays.toString(want));
         }
     }
 
+    /** The format version the description was read as: 1 (no {@code version} field) or 2. */
+    public int version() { return version; }
     public String name() { return name; }
     public String precision() { return precision; }
     public int inputHeight() { return inputHeight; }

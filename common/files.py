@@ -1,12 +1,13 @@
-"""Model and output files: atomic writes (a reader, or a crash, never sees a half-written output file),
-output paths checked before any work, and `.keras` models loaded with one clear error."""
+"""Output files of every command: atomic writes (a reader, or a crash, never sees a half-written
+output file) and output paths checked before any work is done.
+
+`.keras` models are saved and loaded by `zoo.saving` (it needs TensorFlow; this module does not)."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-import zipfile
 from typing import Any
 
 
@@ -39,26 +40,6 @@ def atomic_write_json(path: str, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def atomic_save_keras(model: Any, path: str) -> None:
-    """`keras.models.save_model(model, path)` through a temporary `.keras` file and a rename."""
-    import tf_keras as keras
-
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # Keras picks the format by the suffix, so the temporary file ends in .keras too.
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".keras")
-    os.close(fd)
-    try:
-        keras.models.save_model(model, tmp)
-        umask = os.umask(0)  # mkstemp makes the file private (0600); give it the usual permissions
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def check_output_path(path: str, *, folder: bool = False) -> None:
     """Refuses, before any work is done, an output path that cannot be written; ValueError naming it.
 
@@ -82,27 +63,3 @@ def check_output_path(path: str, *, folder: bool = False) -> None:
         raise ValueError(f"cannot write {path}: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write {path}: {existing} is not writable")
-
-
-def load_keras_model(path: str, *, compile: bool = False) -> Any:
-    """`keras.models.load_model(path)` with the zoo's layers registered, and one clear error naming `path`.
-
-    Raises:
-        FileNotFoundError: `path` is not a file.
-        ValueError: the file is empty, not a Keras model, or a model Keras cannot load.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file not found: {path}")
-    if os.path.getsize(path) == 0:
-        raise ValueError(f"{path} is empty, not a Keras model")
-    import h5py
-    import tf_keras as keras
-
-    import zoo  # noqa: F401  (registers the custom layers the saved model uses)
-
-    if not zipfile.is_zipfile(path) and not h5py.is_hdf5(path):
-        raise ValueError(f"{path} is not a Keras model: neither a .keras archive (zip) nor a Keras HDF5 file")
-    try:
-        return keras.models.load_model(path, compile=compile)
-    except Exception as error:  # a damaged archive fails in many ways inside Keras (OSError, KeyError, ValueError...)
-        raise ValueError(f"cannot load {path} as a Keras model: {type(error).__name__}: {error}") from None

@@ -1,6 +1,6 @@
 """One interface over a saved `.keras` model and an exported `.tflite` file.
 
-Both take a float32 NHWC batch already normalised (see `training.preprocess`)
+Both take a float32 NHWC batch already normalised (see `data.transforms`)
 at `predictor.input_size` and return per-pixel logits or labels.
 """
 
@@ -11,21 +11,22 @@ from typing import Any
 
 import numpy as np
 
+from inference.description import ModelDescription
+
 
 class Predictor:
     """Common base: `description`, `input_size`, `predict_labels`, `predict_logits`."""
 
-    description: dict[str, Any]
+    description: ModelDescription
     path: str
 
     @property
     def input_size(self) -> tuple[int, int]:
-        size = self.description["input_size"]
-        return int(size[0]), int(size[1])
+        return self.description.input_size
 
     @property
     def num_classes(self) -> int:
-        return int(self.description["num_classes"])
+        return self.description.num_classes
 
     @property
     def has_logits(self) -> bool:
@@ -45,7 +46,7 @@ class KerasPredictor(Predictor):
 
     def __init__(self, path_or_model: Any) -> None:
         from zoo import describe
-        from zoo.files import load_keras_model
+        from zoo.saving import load_keras_model
 
         if isinstance(path_or_model, str):
             self.path = path_or_model
@@ -73,16 +74,16 @@ class TFLitePredictor(Predictor):
             path: the `.tflite` file.
             threads: CPU threads for LiteRT (default: every core).
         """
-        from inference.description import read_metadata
+        from inference.description import read_description
         from inference.runtime import TFLiteModel
 
         self.path = path
-        self.description = read_metadata(path)
+        self.description = read_description(path)
         self.model = TFLiteModel(path, threads=threads or os.cpu_count() or 1)
 
     @property
     def has_logits(self) -> bool:
-        return self.description.get("output", "logits") != "labels"
+        return self.description.output != "labels"
 
     def _run_one(self, image: np.ndarray) -> np.ndarray:
         # The runtime quantises the input and dequantises int8/uint8/int16 logits; a

@@ -1,0 +1,108 @@
+"""Segments one image: writes a colour overlay (VOC palette) and the raw label PNG beside it.
+
+Example:
+    python evaluation/predict.py --model runs/latest/model.keras --image photo.jpg --out overlay.png
+    # -> overlay.png and overlay_labels.png (palette PNG whose pixel values are the class indices)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from typing import Sequence
+
+import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from inference.preprocess import RESIZES, content_size, description_preprocessing, labels_for_image  # noqa: E402
+from data.datasets import DatasetError, read_image  # noqa: E402
+from data.palette import voc_palette  # noqa: E402,F401  (re-exported)
+from evaluation.predictors import Predictor, load_predictor  # noqa: E402
+from data.transforms import eval_inputs  # noqa: E402
+from common.files import atomic_write_bytes, check_output_path  # noqa: E402
+
+
+def predict_image(predictor: Predictor, image: np.ndarray, resize: str | None = None) -> np.ndarray:
+    """uint8 HxW labels for a uint8 RGB image, at the image's own size.
+
+    The image gets THE inference preprocessing (as on the phone); the model's labels are cropped to
+    the letterboxed content and resized back with centre-aligned nearest neighbour, as the Java
+    `Postprocessor.labelsForImage` does. `resize="stretch"` stretches instead, as MediaPipe does.
+    """
+    desc = predictor.description
+    preprocessing = dict(description_preprocessing(desc), **({"resize": resize} if resize else {}))
+    x, _ = eval_inputs(image, None, predictor.input_size, desc.normalization, preprocessing)
+    labels = predictor.predict_labels(x[None])[0]
+    return labels_for_image(labels, content_size(image.shape[:2], predictor.input_size, preprocessing), image.shape[:2])
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The image with every non-background pixel blended with its class colour."""
+    colours = voc_palette()[labels]
+    blended = (image.astype(np.float32) * (1 - alpha) + colours * alpha).astype(np.uint8)
+    return np.where((labels > 0)[..., None], blended, image)
+
+
+def encode_png_rgb(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return data.tobytes()
+
+
+def encode_label_png(labels: np.ndarray) -> bytes:
+    """A palette PNG (VOC colours) whose pixel values are the class indices, as VOC stores masks."""
+    from PIL import Image
+
+    img = Image.fromarray(labels.astype(np.uint8), mode="P")
+    img.putpalette(voc_palette().reshape(-1).tolist())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def labels_path(out: str) -> str:
+    """Where the raw label PNG goes: beside `out`, named `<stem>_labels.png`."""
+    stem, _ = os.path.splitext(out)
+    return stem + "_labels.png"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python evaluation/predict.py", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="a .keras model or a .tflite file")
+    p.add_argument("--image", required=True, help="input image (any format OpenCV reads)")
+    p.add_argument("--out", required=True, help="overlay PNG to write; the label PNG is written beside it as <stem>_labels.png")
+    p.add_argument("--resize", choices=RESIZES, help="letterbox (the model's recorded contract, default; what the "
+                   "Android app does) or stretch (to the input size, aspect not kept: what MediaPipe's ImageSegmenter does)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        for out in (args.out, labels_path(args.out)):
+            check_output_path(out)  # before the model runs
+        image = read_image(args.image)
+        predictor = load_predictor(args.model)
+        description_preprocessing(predictor.description)  # an unknown preprocessing is refused before running
+    except (DatasetError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    labels = predict_image(predictor, image, args.resize)
+    # Encode both first, then write: an error leaves neither file half-written.
+    overlay_png, labels_png = encode_png_rgb(overlay(image, labels)), encode_label_png(labels)
+    atomic_write_bytes(args.out, overlay_png)
+    atomic_write_bytes(labels_path(args.out), labels_png)
+    names = predictor.description.label_names
+    found = [names[i] if i < len(names) else str(i) for i in np.unique(labels)]
+    print(f"wrote {args.out} and {labels_path(args.out)}; classes: {', '.join(found)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
