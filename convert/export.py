@@ -56,6 +56,7 @@ from convert.tflite_metadata import (
     model_metadata,
 )
 from inference.description import PRECISIONS
+from zoo import atrous
 from zoo.registry import describe
 
 # TensorFlow's quantizer prints its settings on every int8 conversion, whatever the log level.
@@ -188,7 +189,9 @@ def export_tflite(
                 yield [image[None].astype(np.float32)]
 
     log(f"converting {description.name} to {precision} ({'naive' if naive else 'ksac-aware'})")
-    converter = _converter(export_model, precision, representative, int8_io)
+    # The naive baseline is the model as Keras alone computes it (no zoo.atrous shortcut in its graph).
+    with atrous.as_written() if naive else contextlib.nullcontext():
+        converter = _converter(export_model, precision, representative, int8_io)
     ranges_used: list[str] = []
     ranges_hook: Any = contextlib.nullcontext([])
     if activation_ranges:

@@ -137,6 +137,20 @@ def dilated_depthwise_conv2d(inputs: tf.Tensor, kernel: tf.Tensor, rate: int) ->
     return form(DEPTHWISE, inputs, kernel, rate)
 
 
+_CENTRE_TAP_RULE: contextvars.ContextVar[bool] = contextvars.ContextVar("atrous_centre_tap_rule", default=True)
+
+
+@contextlib.contextmanager
+def as_written() -> Iterator[None]:
+    """Within it, dilated convolutions are traced as written, without the centre-tap rule: the naive
+    export baseline converts the model as Keras alone computes it (convert/export.py)."""
+    token = _CENTRE_TAP_RULE.set(False)
+    try:
+        yield
+    finally:
+        _CENTRE_TAP_RULE.reset(token)
+
+
 def _only_centre_tap(inputs: tf.Tensor, kernel: tf.Tensor, rate: int) -> bool:
     """Whether every tap but the centre one reads SAME padding: a rate at least the (static) feature size.
 
@@ -147,7 +161,7 @@ def _only_centre_tap(inputs: tf.Tensor, kernel: tf.Tensor, rate: int) -> bool:
     """
     height, width = inputs.shape[1], inputs.shape[2]
     k_h, k_w = kernel.shape[0], kernel.shape[1]
-    return (height is not None and width is not None and k_h == k_w and k_h % 2 == 1
+    return (_CENTRE_TAP_RULE.get() and height is not None and width is not None and k_h == k_w and k_h % 2 == 1
             and rate >= height and rate >= width)  # fmt: skip
 
 
