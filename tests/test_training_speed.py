@@ -56,8 +56,11 @@ def test_training_forms_compute_the_same_outputs_and_gradients():
             logits = model(images, training=True)
             loss = tf.reduce_sum(tf.square(logits))
         results.append([logits.numpy(), *[g.numpy() for g in tape.gradient(loss, model.trainable_variables)]])
-    for ours, keras_ones in zip(*results):
-        scale = max(float(np.max(np.abs(keras_ones))), 1e-6)
+    # One scale for all gradients: some are rounding noise around an exact 0 (a BatchNorm shift feeding
+    # another BatchNorm in training mode), which no relative tolerance per array can compare.
+    scale = max(float(np.max(np.abs(array))) for array in results[1][1:])
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4, atol=1e-5)  # the logits
+    for ours, keras_ones in zip(results[0][1:], results[1][1:]):
         assert np.max(np.abs(ours - keras_ones)) <= 1e-4 * scale
 
 
