@@ -282,8 +282,10 @@ def train(args: argparse.Namespace) -> int:
         raise UsageError("multi-worker training needs --out: the run folder, on storage every worker can read")
     strategy = make_strategy(run.strategy, run.cpu_replicas)
     replicas = strategy.num_replicas_in_sync
+    # What the convolutions compute in (the forms are chosen per dtype): float64, the mixed policy's type, or float32.
+    compute_dtype = "float64" if run.float64 else "float32" if run.mixed_precision == "none" else run.mixed_precision
     try:  # after make_strategy: the probe runs an op, and no strategy can be made once TensorFlow has run one
-        check_trainable("float64" if run.float64 else "float32")
+        check_trainable(compute_dtype)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if config.data.batch_size % replicas:
@@ -347,7 +349,7 @@ def train(args: argparse.Namespace) -> int:
             f"training {config.model.name} on {dataset.spec} ({len(dataset)} images, {dataset.num_classes} classes), "
             f"{replicas} replica(s), global batch {config.data.batch_size}, crop {config.data.crop_size}, steps {start_step}->{stop_step}"
         )
-        forms = chosen_forms("float64" if run.float64 else "float32")
+        forms = chosen_forms(compute_dtype)
         print("dilated convolutions (zoo/atrous.py): " + ", ".join(f"{kind} {form}" for kind, form in forms.items()))
         try:
             result = trainer.fit(
