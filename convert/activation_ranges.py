@@ -17,13 +17,14 @@ Range keys, shared with `quantize.calibrate.qat_activation_ranges`:
   CONV_2D + BatchNorm + ReLU tensor after its last layer, e.g. `block_1_expand_relu`);
 - `"<ksac layer>/rate<r>_relu"` and `"<ksac layer>/partial_sum<k>"`: one rate's ReLU
   output and the sum of the first k rates inside the unrolled KSAC pyramid
-  (`convert.graph`); the sum of all rates is `"<ksac layer>"`.
+  (`convert.graph`); the sum of all rates is `"<ksac layer>"`; a separable pyramid
+  also has `"<ksac layer>/rate<r>_depthwise_relu"` (the depthwise step's output).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 from tensorflow.lite.tools import flatbuffer_utils
@@ -31,12 +32,14 @@ from tensorflow.lite.tools import flatbuffer_utils
 Ranges = Mapping[str, tuple[float, float]]
 
 
-def range_key(tensor_name: str, ksac_rates: Mapping[str, Sequence[int]]) -> str | None:
+def range_key(tensor_name: str, ksac_rates: Mapping[str, Sequence[int]], separable: Collection[str] = ()) -> str | None:
     """The range key of a converter tensor name like `model/block_1_expand_relu/Relu6;...`, or None.
 
     Args:
         tensor_name: the flatbuffer tensor name (the first `;`-separated part names the last fused op).
         ksac_rates: the rates of each KSAC layer, by layer name.
+        separable: the KSAC layers among them that are separable: two ReLUs per rate, in order
+            `rate<r>_depthwise_relu`, `rate<r>_relu`.
     """
     parts = tensor_name.split(";")[0].split("/")
     if len(parts) < 3:
@@ -50,14 +53,17 @@ def range_key(tensor_name: str, ksac_rates: Mapping[str, Sequence[int]]) -> str 
     number = int(index) if index.isdigit() else 0 if not index else None
     if number is None or len(parts) != 3:
         return None
-    if base == "Relu" and number < len(rates):
+    if base == "Relu" and layer in separable and number < 2 * len(rates):
+        return f"{layer}/rate{rates[number // 2]}_{'depthwise_relu' if number % 2 == 0 else 'relu'}"
+    if base == "Relu" and layer not in separable and number < len(rates):
         return f"{layer}/rate{rates[number]}_relu"
     if base == "add" and number < len(rates) - 1:
         return layer if number == len(rates) - 2 else f"{layer}/partial_sum{number + 2}"
     return None
 
 
-def apply_ranges(calibrated: bytes, ranges: Ranges, ksac_rates: Mapping[str, Sequence[int]]) -> tuple[bytes, list[str]]:
+def apply_ranges(calibrated: bytes, ranges: Ranges, ksac_rates: Mapping[str, Sequence[int]],
+                 separable: Collection[str] = ()) -> tuple[bytes, list[str]]:  # fmt: skip
     """Replaces the calibrated min/max of every tensor with a key in `ranges`.
 
     Returns:
@@ -71,7 +77,7 @@ def apply_ranges(calibrated: bytes, ranges: Ranges, ksac_rates: Mapping[str, Seq
             quantization = tensor.quantization
             if quantization is None or quantization.min is None or len(quantization.min) != 1:
                 continue  # not a calibrated activation (weights, integer tensors)
-            key = "input" if index in inputs else range_key(tensor.name.decode(), ksac_rates)
+            key = "input" if index in inputs else range_key(tensor.name.decode(), ksac_rates, separable)
             if key not in ranges:
                 continue
             low, high = ranges[key]

@@ -39,6 +39,7 @@ from convert.parity import PARITY_BAR, eval_images, gpu_check, parity
 from convert.tflite_file import (
     bias_scale_errors,
     op_histogram,
+    pyramid_buffer_count,
     pyramid_buffers,
     share_pyramid_buffers,
     tensor_type_name,
@@ -57,6 +58,7 @@ from convert.tflite_metadata import (
 )
 from inference.description import PRECISIONS
 from zoo import atrous
+from zoo.heads import is_ksac
 from zoo.registry import describe
 
 # TensorFlow's quantizer prints its settings on every int8 conversion, whatever the log level.
@@ -197,11 +199,12 @@ def export_tflite(
     if activation_ranges:
         if precision != "int8" or naive:
             raise ExportError("activation_ranges apply to the KSAC-aware int8 export only")
-        ksac_rates = {layer.name: list(layer.rates) for layer in export_model.layers
-                      if isinstance(layer, UnrolledSharedAtrousConv2D)}  # fmt: skip
+        pyramids = [layer for layer in export_model.layers if isinstance(layer, UnrolledSharedAtrousConv2D)]
+        ksac_rates = {layer.name: list(layer.rates) for layer in pyramids}
+        separable = {layer.name for layer in pyramids if len(layer.kernels) > 1}
 
         def replace(calibrated: bytes) -> bytes:
-            replaced, used = apply_ranges(calibrated, activation_ranges, ksac_rates)
+            replaced, used = apply_ranges(calibrated, activation_ranges, ksac_rates, separable)
             ranges_used.extend(used)
             return replaced
 
@@ -216,7 +219,7 @@ def export_tflite(
 
     flatbuffer = flatbuffer_utils.read_model_from_bytearray(bytearray(converted))
     rates = list(description.rates)
-    if precision == "int8" and description.head == "ksac" and not naive:
+    if precision == "int8" and is_ksac(description.head) and not naive:
         try:
             share_pyramid_buffers(flatbuffer, rates)
         except ValueError as error:
@@ -260,8 +263,10 @@ def export_tflite(
         report["given_activation_ranges"] = len(ranges_used)
         report["input_scale_untied"] = untied is not None  # see untie_input_scale
         report["bias_scale_ops"] = bias_ops  # int32 biases checked against TFLite's scale rule, all kept it
-    if description.head == "ksac":
-        report["shared_kernel_buffers"] = len(pyramid_buffers(flatbuffer, rates))
+    if is_ksac(description.head):
+        # Buffers per shared kernel (1: each stored once), and per kernel (separable: depthwise and pointwise).
+        report["shared_kernel_buffers"] = pyramid_buffer_count(flatbuffer, rates)
+        report["shared_kernel_buffers_per_kernel"] = {kind: len(b) for kind, b in pyramid_buffers(flatbuffer, rates).items()}
         report["negative_scale_channels"] = negative_scale_channels(model)
     report["convert_seconds"] = round(time.perf_counter() - started, 2)
     images = list(eval_images(data, "val", size, normalization, parity_images)) if check_parity or check_gpu else []

@@ -41,14 +41,14 @@ channels (`negative_scale_channels`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from zoo.atrous import plain_layer
-from zoo.layers import SharedAtrousConv2D
+from zoo.layers import SharedAtrousConv2D, SharedSeparableAtrousConv2D
 from zoo.registry import describe
 
 FLOAT_FORM = "float"
@@ -67,65 +67,95 @@ def fold_batchnorm(bn: keras.layers.BatchNormalization) -> tuple[np.ndarray, np.
     return scale.astype(np.float64), (beta - mean * scale).astype(np.float64)
 
 
-def snap_to_int8_grid(kernel: np.ndarray) -> np.ndarray:
-    """Rounds each output channel of an HWIO kernel to its symmetric per-channel int8 grid.
+def snap_to_int8_grid(kernel: np.ndarray, channel_axis: int = -1) -> np.ndarray:
+    """Rounds each channel (along `channel_axis`: the output channel of an HWIO kernel, the input channel
+    of a depthwise [h, w, C, 1] one) of a kernel to its symmetric per-channel int8 grid.
 
-    The result is exactly representable by int8 values times one scale per output
-    channel (max |value| = 127 steps), which is what makes the folded per-rate
-    kernels quantize to identical int8 bytes.
+    The result is exactly representable by int8 values times one scale per channel (max |value| =
+    127 steps), which is what makes the folded per-rate kernels quantize to identical int8 bytes.
     """
-    kernel = kernel.astype(np.float64)
-    step = np.abs(kernel).reshape(-1, kernel.shape[-1]).max(axis=0) / 127.0
+    moved = np.moveaxis(kernel.astype(np.float64), channel_axis, -1)
+    step = np.abs(moved).reshape(-1, moved.shape[-1]).max(axis=0) / 127.0
     step = np.where(step > 0, step, 1.0)
-    return np.round(kernel / step) * step
+    return np.moveaxis(np.round(moved / step) * step, -1, channel_axis)
+
+
+class _SharedKernel(NamedTuple):
+    """One kernel a pyramid shares across rates, and how a branch applies it."""
+
+    name: str  # "kernel", "depthwise", "pointwise"
+    value: np.ndarray
+    channel_axis: int  # the axis its BatchNorm's channels run along (its TFLite per-channel axis)
+    dilated: bool
+    depthwise: bool
+
+
+def _shared_kernels(source: SharedAtrousConv2D | SharedSeparableAtrousConv2D) -> tuple[list[_SharedKernel], list[list]]:
+    """The source's shared kernels and, per rate, the BatchNorm that follows each of them."""
+    if isinstance(source, SharedSeparableAtrousConv2D):
+        kernels = [
+            _SharedKernel("depthwise", source.depthwise_kernel.numpy().astype(np.float64), 2, dilated=True, depthwise=True),
+            _SharedKernel("pointwise", source.pointwise_kernel.numpy().astype(np.float64), 3, dilated=False, depthwise=False),
+        ]
+        return kernels, [list(pair) for pair in zip(source.depthwise_batch_norms, source.pointwise_batch_norms)]
+    kernels = [_SharedKernel("kernel", source.kernel.numpy().astype(np.float64), 3, dilated=True, depthwise=False)]
+    return kernels, [[bn] for bn in source.batch_norms]
 
 
 class UnrolledSharedAtrousConv2D(keras.layers.Layer):
-    """Export-only replacement of `SharedAtrousConv2D` (see the module docstring).
+    """Export-only replacement of a KSAC pyramid, `SharedAtrousConv2D` or `SharedSeparableAtrousConv2D`
+    (see the module docstring): every shared kernel stays one constant (float) or one int8 buffer.
 
     Holds the folded constants as numpy arrays; it has no weights and is never saved.
     """
 
-    def __init__(self, source: SharedAtrousConv2D, form: str, **kwargs: Any) -> None:
+    def __init__(self, source: SharedAtrousConv2D | SharedSeparableAtrousConv2D, form: str, **kwargs: Any) -> None:
         super().__init__(name=source.name, **kwargs)
         if form not in (FLOAT_FORM, INT8_FORM):
             raise ValueError(f"unknown export form {form!r}")
         self.form = form
         self.rates = source.rates
-        kernel = source.kernel.numpy().astype(np.float64)
-        self.branches = []
+        self.kernels, norms = _shared_kernels(source)
         self.negative_channels = 0
-        snapped = snap_to_int8_grid(kernel)
-        for rate, bn in zip(source.rates, source.batch_norms):
-            scale, shift = fold_batchnorm(bn)
-            negative = scale < 0
-            self.negative_channels += int(negative.sum())
-            magnitude = np.maximum(np.abs(scale), MIN_ABS_SCALE)
-            # For s < 0 the identity needs z = |s|*conv - b, hence the sign flip of the bias;
-            # the float form divides by |s| because it applies |s| after the ReLU.
-            if form == FLOAT_FORM:
-                branch = dict(
-                    bias=np.where(negative, -shift, shift) / magnitude,
-                    scale=magnitude,
-                )
-            else:
-                branch = dict(kernel=snapped * magnitude, bias=np.where(negative, -shift, shift))
-            branch.update(rate=rate, negative_mask=negative.astype(np.float64) if negative.any() else None)
-            self.branches.append(branch)
-        self.kernel = kernel
+        self.branches = []  # per rate: one stage per shared kernel
+        for rate, batch_norms in zip(source.rates, norms):
+            stages = []
+            for kernel, bn in zip(self.kernels, batch_norms):
+                scale, shift = fold_batchnorm(bn)
+                negative = scale < 0
+                self.negative_channels += int(negative.sum())
+                magnitude = np.maximum(np.abs(scale), MIN_ABS_SCALE)
+                # For s < 0 the identity needs z = |s|*conv - b, hence the sign flip of the bias;
+                # the float form divides by |s| because it applies |s| after the ReLU.
+                bias = np.where(negative, -shift, shift)
+                if form == FLOAT_FORM:
+                    stage = dict(bias=bias / magnitude, scale=magnitude)
+                else:
+                    along_channels = [-1 if axis == kernel.channel_axis else 1 for axis in range(4)]
+                    snapped = snap_to_int8_grid(kernel.value, kernel.channel_axis)
+                    stage = dict(kernel=snapped * magnitude.reshape(along_channels), bias=bias)
+                stage.update(negative_mask=negative.astype(np.float64) if negative.any() else None)
+                stages.append(stage)
+            self.branches.append(dict(rate=rate, stages=stages))
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        shared = tf.constant(self.kernel, tf.float32) if self.form == FLOAT_FORM else None
+        shared = [tf.constant(k.value, tf.float32) for k in self.kernels] if self.form == FLOAT_FORM else None
         outputs = None
         for branch in self.branches:
-            kernel = shared if shared is not None else tf.constant(branch["kernel"], tf.float32)
-            z = tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME", dilations=branch["rate"])
-            z = tf.nn.bias_add(z, tf.constant(branch["bias"], tf.float32))
-            y = tf.nn.relu(z)
-            if branch["negative_mask"] is not None:
-                y = y - z * tf.constant(branch["negative_mask"], tf.float32)
-            if self.form == FLOAT_FORM:
-                y = y * tf.constant(branch["scale"], tf.float32)
+            y = inputs
+            for i, (kernel, stage) in enumerate(zip(self.kernels, branch["stages"])):
+                weights = shared[i] if shared is not None else tf.constant(stage["kernel"], tf.float32)
+                rate = branch["rate"] if kernel.dilated else 1
+                if kernel.depthwise:
+                    z = tf.nn.depthwise_conv2d(y, weights, strides=[1, 1, 1, 1], padding="SAME", dilations=[rate, rate])
+                else:
+                    z = tf.nn.conv2d(y, weights, strides=1, padding="SAME", dilations=rate)
+                z = tf.nn.bias_add(z, tf.constant(stage["bias"], tf.float32))
+                y = tf.nn.relu(z)
+                if stage["negative_mask"] is not None:
+                    y = y - z * tf.constant(stage["negative_mask"], tf.float32)
+                if self.form == FLOAT_FORM:
+                    y = y * tf.constant(stage["scale"], tf.float32)
             outputs = y if outputs is None else outputs + y
         return outputs
 
@@ -157,7 +187,7 @@ def prepare_for_export(
     form = INT8_FORM if precision == "int8" else FLOAT_FORM
 
     def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if isinstance(layer, SharedAtrousConv2D):
+        if isinstance(layer, (SharedAtrousConv2D, SharedSeparableAtrousConv2D)):
             return UnrolledSharedAtrousConv2D(layer, form)
         # A model built for training (zoo.atrous' layers) converts as the saved one does: Keras' own layers.
         plain = plain_layer(layer)
@@ -177,7 +207,7 @@ def negative_scale_channels(model: keras.Model) -> int:
     """Channels of KSAC pyramids whose folded BatchNorm scale is negative (see the module docstring)."""
     total = 0
     for layer in model.layers:
-        if isinstance(layer, SharedAtrousConv2D):
+        if isinstance(layer, (SharedAtrousConv2D, SharedSeparableAtrousConv2D)):
             for bn in layer.batch_norms:
                 total += int(np.sum(bn.gamma.numpy() < 0))
     return total

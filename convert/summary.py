@@ -17,7 +17,7 @@ from typing import Any
 import zoo  # noqa: F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 from tensorflow.lite.tools import flatbuffer_utils
 
-from convert.tflite_file import op_histogram, pyramid_buffers, weight_buffers
+from convert.tflite_file import op_histogram, pyramid_buffer_count, weight_buffers
 from convert.tflite_metadata import TFLITE_METADATA_NAME, read_standard_metadata
 from inference.description import METADATA_NAME, ModelDescription, damaged_model_errors, read_metadata, read_model_bytes
 
@@ -46,7 +46,7 @@ def summarize(tflite: bytes | str) -> dict[str, Any]:
         }
         rates = _rates(description)
         if rates:
-            summary["pyramid_kernel_buffers"] = len(pyramid_buffers(model, rates))
+            summary["pyramid_kernel_buffers"] = pyramid_buffer_count(model, rates)
     return summary
 
 

@@ -89,10 +89,14 @@ def pyramid_convs(model: schema_fb.ModelT, rates: list[int]) -> list[schema_fb.O
     Branches of a pyramid all read the backbone features, so the convs are grouped
     by input tensor; the group whose dilations are exactly `rates` is the pyramid.
     """
+    return _dilated_group(model, "CONV_2D", rates)
+
+
+def _dilated_group(model: schema_fb.ModelT, kind: str, rates: list[int]) -> list[schema_fb.OperatorT]:
     graph = model.subgraphs[0]
     groups: dict[int, list] = {}
     for op in graph.operators:
-        if op_name(model, op) != "CONV_2D":
+        if op_name(model, op) != kind:
             continue
         shape = list(graph.tensors[op.inputs[1]].shape)
         if len(shape) == 4 and shape[1:3] == [3, 3]:
@@ -103,10 +107,55 @@ def pyramid_convs(model: schema_fb.ModelT, rates: list[int]) -> list[schema_fb.O
     return []
 
 
-def pyramid_buffers(model: schema_fb.ModelT, rates: list[int]) -> list[int]:
-    """Distinct buffers read as filters by the pyramid convs (1 when the kernel is shared)."""
+def pyramid_kernel_ops(model: schema_fb.ModelT, rates: list[int]) -> dict[str, list[schema_fb.OperatorT]]:
+    """The ops of a KSAC (or ASPP) pyramid by the kernel they apply, one op per rate each:
+
+    {"kernel": the 3x3 CONV_2D ops} for the regular pyramid; {"depthwise": the dilated 3x3
+    DEPTHWISE_CONV_2D ops, "pointwise": the 1x1 CONV_2D each of them feeds (through the branch's
+    elementwise ops)} for the separable one; {} when the file has neither.
+    """
+    regular = pyramid_convs(model, rates)
+    if regular:
+        return {"kernel": regular}
+    depthwise = _dilated_group(model, "DEPTHWISE_CONV_2D", rates)
+    if not depthwise:
+        return {}
     graph = model.subgraphs[0]
-    return sorted({filter_buffer(model, graph, op.inputs[1]) for op in pyramid_convs(model, rates)})
+    consumers: dict[int, list] = {}
+    for op in graph.operators:
+        for index in op.inputs:
+            consumers.setdefault(index, []).append(op)
+    pointwise = []
+    for op in depthwise:
+        frontier, found = list(op.outputs), None
+        while frontier and found is None:  # breadth-first through the branch's RELU / MUL / SUB ops
+            next_frontier = []
+            for tensor in frontier:
+                for consumer in consumers.get(tensor, []):
+                    if op_name(model, consumer) == "CONV_2D":
+                        found = consumer
+                        break
+                    if op_name(model, consumer) in ("RELU", "MUL", "SUB", "ADD", "QUANTIZE", "DEQUANTIZE"):
+                        next_frontier += list(consumer.outputs)
+                if found is not None:
+                    break
+            frontier = next_frontier
+        if found is not None:
+            pointwise.append(found)
+    return {"depthwise": depthwise, "pointwise": pointwise}
+
+
+def pyramid_buffers(model: schema_fb.ModelT, rates: list[int]) -> dict[str, list[int]]:
+    """Distinct buffers read as filters by the pyramid's ops, per kernel (one each when the kernels are shared)."""
+    graph = model.subgraphs[0]
+    return {kind: sorted({filter_buffer(model, graph, op.inputs[1]) for op in ops})
+            for kind, ops in pyramid_kernel_ops(model, rates).items()}  # fmt: skip
+
+
+def pyramid_buffer_count(model: schema_fb.ModelT, rates: list[int]) -> int:
+    """How many buffers hold each of the pyramid's kernels: the most over its kernels (1 when every shared
+    kernel, the regular one or the separable depthwise and pointwise, is stored once; 0 without a pyramid)."""
+    return max((len(buffers) for buffers in pyramid_buffers(model, rates).values()), default=0)
 
 
 # Ops whose integer kernels add an int32 bias to the input x weight accumulator: inputs (data, filter, bias).
@@ -151,31 +200,31 @@ def bias_scale_errors(model: schema_fb.ModelT, rtol: float = 1e-6) -> tuple[int,
 
 
 def share_pyramid_buffers(model: schema_fb.ModelT, rates: list[int]) -> int:
-    """Points every KSAC pyramid conv's int8 filter at one buffer; returns how many were merged.
+    """Points every KSAC pyramid op's int8 filter at one buffer per shared kernel; returns how many were merged.
 
     The int8 form makes the branches' filters identical bytes by construction
     (the converter usually merges them itself); this makes it certain and
     checks the construction: different bytes are an error, not a silent copy.
     """
     graph = model.subgraphs[0]
-    ops = pyramid_convs(model, rates)
-    filters = [graph.tensors[op.inputs[1]] for op in ops]
-    if len(filters) < 2:
-        return 0
-    first = filters[0].buffer
-    reference = bytes(model.buffers[first].data)
     merged = 0
-    for tensor in filters[1:]:
-        if tensor.buffer == first:
+    for kind, ops in pyramid_kernel_ops(model, rates).items():
+        filters = [graph.tensors[op.inputs[1]] for op in ops]
+        if len(filters) < 2:
             continue
-        if bytes(model.buffers[tensor.buffer].data) != reference:
-            raise ValueError(
-                "KSAC pyramid branches quantized to different int8 kernels; the shared kernel "
-                "cannot be stored once (this is a bug in convert/graph.py)"
-            )
-        model.buffers[tensor.buffer].data = None
-        tensor.buffer = first
-        merged += 1
+        first = filters[0].buffer
+        reference = bytes(model.buffers[first].data)
+        for tensor in filters[1:]:
+            if tensor.buffer == first:
+                continue
+            if bytes(model.buffers[tensor.buffer].data) != reference:
+                raise ValueError(
+                    f"KSAC pyramid branches quantized to different int8 {kind} kernels; the shared kernel "
+                    "cannot be stored once (this is a bug in convert/graph.py)"
+                )
+            model.buffers[tensor.buffer].data = None
+            tensor.buffer = first
+            merged += 1
     return merged
 
 

@@ -5,7 +5,7 @@ standard Keras layers (Conv2D, DepthwiseConv2D, BatchNormalization, ReLU, Add,
 Concatenate, pooling, Dropout) get tfmot's default 8-bit configs (and its
 Conv/BN/ReLU transforms, which place no quantizer between a conv and its
 BatchNorm, as the converter folds them); the KSAC pyramid becomes
-`QuantizableSharedAtrousConv2D` with `SharedKernelQuantizeConfig`; `ResizeToMatch`
+`QuantizableSharedAtrousConv2D` (separable: `QuantizableSharedSeparableAtrousConv2D`) with `SharedKernelQuantizeConfig`; `ResizeToMatch`
 and `DescriptionLayer` get `NoOpQuantizeConfig`. Then `quantize_apply` inserts
 the fake-quantization, inside `quantize_scope` so the custom classes clone, with
 tfmot's default scheme minus its Concatenate transform, which reorders inputs
@@ -33,13 +33,15 @@ from tensorflow_model_optimization.python.core.quantization.keras.graph_transfor
 from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import QuantizeLayer
 
 from quantize.quantize_configs import (
+    DepthwiseChannelQuantizer,
     NamedMovingAverageQuantizer,
     NoOpQuantizeConfig,
     QuantizableSharedAtrousConv2D,
+    QuantizableSharedSeparableAtrousConv2D,
     SharedKernelQuantizeConfig,
 )
 from zoo.atrous import plain_layer
-from zoo.layers import DescriptionLayer, ResizeToMatch, SharedAtrousConv2D
+from zoo.layers import DescriptionLayer, ResizeToMatch, SharedAtrousConv2D, SharedSeparableAtrousConv2D
 
 quantize_annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
 QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapper
@@ -47,6 +49,9 @@ QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapper
 CUSTOM_OBJECTS: dict[str, Any] = {
     "SharedAtrousConv2D": SharedAtrousConv2D,
     "QuantizableSharedAtrousConv2D": QuantizableSharedAtrousConv2D,
+    "SharedSeparableAtrousConv2D": SharedSeparableAtrousConv2D,
+    "QuantizableSharedSeparableAtrousConv2D": QuantizableSharedSeparableAtrousConv2D,
+    "DepthwiseChannelQuantizer": DepthwiseChannelQuantizer,
     "SharedKernelQuantizeConfig": SharedKernelQuantizeConfig,
     "NamedMovingAverageQuantizer": NamedMovingAverageQuantizer,
     "NoOpQuantizeConfig": NoOpQuantizeConfig,
@@ -114,6 +119,8 @@ def _annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
         return layer.__class__.from_config(layer.get_config())
     if isinstance(layer, SharedAtrousConv2D):
         return quantize_annotate_layer(QuantizableSharedAtrousConv2D.from_layer(layer), SharedKernelQuantizeConfig())
+    if isinstance(layer, SharedSeparableAtrousConv2D):
+        return quantize_annotate_layer(QuantizableSharedSeparableAtrousConv2D.from_layer(layer), SharedKernelQuantizeConfig())
     if isinstance(layer, (ResizeToMatch, DescriptionLayer)):
         return quantize_annotate_layer(layer.__class__.from_config(layer.get_config()), NoOpQuantizeConfig())
     plain = plain_layer(layer)  # zoo.atrous' training forms: tfmot's patterns know Keras' own layers

@@ -47,11 +47,11 @@ def inference_layers(qat_model: keras.Model) -> Iterator[None]:
     record is then the inference network's ranges, as the converter will see them.
     """
     from quantize.annotate import float_layers
-    from zoo.layers import SharedAtrousConv2D
+    from zoo.layers import SharedAtrousConv2D, SharedSeparableAtrousConv2D
 
     saved = []
     for layer in float_layers(qat_model):
-        for sub in layer.batch_norms if isinstance(layer, SharedAtrousConv2D) else [layer]:
+        for sub in layer.batch_norms if isinstance(layer, (SharedAtrousConv2D, SharedSeparableAtrousConv2D)) else [layer]:
             if isinstance(sub, keras.layers.BatchNormalization):
                 saved.append((sub, "trainable", sub.trainable))
                 sub.trainable = False

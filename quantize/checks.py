@@ -14,6 +14,7 @@ from tensorflow.lite.python import schema_py_generated as schema_fb
 
 from convert import tflite_file
 from inference.description import read_description
+from zoo.heads import is_ksac
 
 CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
@@ -45,8 +46,8 @@ def int8_rules(tflite: bytes | str) -> dict[str, Any]:
     except ValueError:
         description = None
     pyramid = None
-    if description is not None and description.head == "ksac" and description.rates:
-        pyramid = len(tflite_file.pyramid_buffers(model, list(description.rates)))
+    if description is not None and is_ksac(description.head) and description.rates:
+        pyramid = tflite_file.pyramid_buffer_count(model, list(description.rates))
     ok = conv_filters > 0 and not wrong and inner == 0 and pyramid in (None, 1)
     return {
         "conv_filters": conv_filters,

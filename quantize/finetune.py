@@ -139,11 +139,11 @@ def freeze_batchnorm(qat_model) -> int:
     import tf_keras as keras
 
     from quantize.annotate import float_layers
-    from zoo.layers import SharedAtrousConv2D
+    from zoo.layers import SharedAtrousConv2D, SharedSeparableAtrousConv2D
 
     count = 0
     for layer in float_layers(qat_model):
-        norms = layer.batch_norms if isinstance(layer, SharedAtrousConv2D) else [layer]
+        norms = layer.batch_norms if isinstance(layer, (SharedAtrousConv2D, SharedSeparableAtrousConv2D)) else [layer]
         for bn in norms:
             if isinstance(bn, keras.layers.BatchNormalization):
                 bn.trainable = False

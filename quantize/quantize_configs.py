@@ -18,6 +18,12 @@ BatchNorms is exactly the arithmetic of every exported branch.
   Concatenate then quantizes its own output too, and since the converter gives a
   concat's inputs the concat's scale, the file differs by one extra, finer rounding.
 
+The separable pyramid (`SharedSeparableAtrousConv2D`) exports as, per rate,
+    a_r = ReLU(|s1_r| * D_q (*)dw x + b1_r),   y_r = ReLU(|s2_r| * P_q a_r + b2_r)
+(an int8 DEPTHWISE_CONV_2D and an int8 CONV_2D), so the same holds per kernel: D once per
+channel along its axis 2 (`DepthwiseChannelQuantizer`), P once per output channel, and both
+ReLU outputs of every rate quantized.
+
 A QuantizeConfig can only swap attributes of the layer it wraps, and the zoo's
 `SharedAtrousConv2D.call` applies `tf.nn.relu` inline; so for QAT the layer is
 rebuilt as `QuantizableSharedAtrousConv2D`, a subclass with the same weights whose
@@ -26,13 +32,13 @@ per-branch activations and partial sums go through replaceable attributes.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 
-from zoo.layers import SharedAtrousConv2D
+from zoo.layers import SharedAtrousConv2D, SharedSeparableAtrousConv2D
 
 PACKAGE = "ksac_zoo_quantize"
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
@@ -44,21 +50,13 @@ def _identity(x: tf.Tensor) -> tf.Tensor:
     return x
 
 
-@keras.utils.register_keras_serializable(package=PACKAGE)
-class QuantizableSharedAtrousConv2D(SharedAtrousConv2D):
-    """`SharedAtrousConv2D` whose branch ReLUs and partial sums are replaceable attributes.
+class _ReplaceableActivations:
+    """The branch activations and partial-sum activations of a quantizable KSAC pyramid, as attributes
+    tfmot's wrapper can replace (kept out of Keras' attribute tracking: tfmot swaps in objects it owns)."""
 
-    Same weights, same config, same output as the parent; `branch_activations[i]`
-    is applied to rate i's BatchNorm output and `sum_activations[j]` to the sum of
-    the first j + 2 branches (all but the last sum). tfmot's wrapper replaces them
-    with quantize-aware activations (see `SharedKernelQuantizeConfig`).
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Kept out of Keras' attribute tracking: tfmot swaps these for objects it owns.
-        self._branch_activations: list[Callable] = [keras.activations.relu] * len(self.rates)
-        self._sum_activations: list[Callable] = [keras.activations.linear] * max(0, len(self.rates) - 2)
+    def _init_activations(self, branch_count: int, sum_count: int) -> None:
+        self._branch_activations: list[Callable] = [keras.activations.relu] * branch_count
+        self._sum_activations: list[Callable] = [keras.activations.linear] * max(0, sum_count)
 
     @property
     def branch_activations(self) -> list[Callable]:
@@ -76,11 +74,11 @@ class QuantizableSharedAtrousConv2D(SharedAtrousConv2D):
     def sum_activations(self, value: Sequence[Callable]) -> None:
         self._sum_activations = list(value)
 
-    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+    def _summed(self, branches: Iterator[tf.Tensor]) -> tf.Tensor:
+        """((b1 + b2) + b3) + ..., every partial sum but the last through its sum activation."""
         outputs = None
         last = len(self.rates) - 1
-        for i, (rate, bn) in enumerate(zip(self.rates, self.batch_norms)):
-            branch = self._branch_activations[i](bn(self.branch_conv(inputs, rate), training=training))
+        for i, branch in enumerate(branches):
             if outputs is None:
                 outputs = branch
             else:
@@ -89,9 +87,65 @@ class QuantizableSharedAtrousConv2D(SharedAtrousConv2D):
                     outputs = self._sum_activations[i - 1](outputs)
         return outputs
 
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class QuantizableSharedAtrousConv2D(_ReplaceableActivations, SharedAtrousConv2D):
+    """`SharedAtrousConv2D` whose branch ReLUs and partial sums are replaceable attributes.
+
+    Same weights, same config, same output as the parent; `branch_activations[i]`
+    is applied to rate i's BatchNorm output and `sum_activations[j]` to the sum of
+    the first j + 2 branches (all but the last sum). tfmot's wrapper replaces them
+    with quantize-aware activations (see `SharedKernelQuantizeConfig`).
+    """
+
+    KERNELS = ("kernel",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_activations(len(self.rates), len(self.rates) - 2)
+
+    def branch_activation_names(self) -> list[str]:
+        """The range-key part of each branch activation, in order (`convert.activation_ranges`)."""
+        return [f"rate{rate}_relu" for rate in self.rates]
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        return self._summed(
+            self._branch_activations[i](bn(self.branch_conv(inputs, rate), training=training))
+            for i, (rate, bn) in enumerate(zip(self.rates, self.batch_norms))
+        )
+
     @classmethod
     def from_layer(cls, layer: SharedAtrousConv2D) -> "QuantizableSharedAtrousConv2D":
         """An unbuilt quantizable copy of `layer`'s configuration (weights are copied after building)."""
+        return cls.from_config(layer.get_config())
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class QuantizableSharedSeparableAtrousConv2D(_ReplaceableActivations, SharedSeparableAtrousConv2D):
+    """`SharedSeparableAtrousConv2D` with replaceable activations, as `QuantizableSharedAtrousConv2D`:
+    per rate, `branch_activations[2i]` after the depthwise BatchNorm and `[2i + 1]` after the pointwise one
+    (the int8 file's DEPTHWISE_CONV_2D and CONV_2D outputs), then the partial sums."""
+
+    KERNELS = ("depthwise_kernel", "pointwise_kernel")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_activations(2 * len(self.rates), len(self.rates) - 2)
+
+    def branch_activation_names(self) -> list[str]:
+        return [name for rate in self.rates for name in (f"rate{rate}_depthwise_relu", f"rate{rate}_relu")]
+
+    def _branch(self, inputs: tf.Tensor, i: int, training: bool | None) -> tf.Tensor:
+        rate, bn1, bn2 = self.rates[i], self.depthwise_batch_norms[i], self.pointwise_batch_norms[i]
+        x = self._branch_activations[2 * i](bn1(self.branch_depthwise(inputs, rate), training=training))
+        x = tf.nn.conv2d(x, self.pointwise_kernel, strides=1, padding="SAME")
+        return self._branch_activations[2 * i + 1](bn2(x, training=training))
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        return self._summed(self._branch(inputs, i, training) for i in range(len(self.rates)))
+
+    @classmethod
+    def from_layer(cls, layer: SharedSeparableAtrousConv2D) -> "QuantizableSharedSeparableAtrousConv2D":
         return cls.from_config(layer.get_config())
 
 
@@ -121,8 +175,32 @@ def shared_kernel_quantizer() -> LastValueQuantizer:
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
+class DepthwiseChannelQuantizer(LastValueQuantizer):
+    """`shared_kernel_quantizer` for a depthwise kernel [h, w, C, 1]: per channel C (its axis 2), the axis
+    DEPTHWISE_CONV_2D's int8 scales run along and `snap_to_int8_grid(kernel, 2)` snaps on export.
+    (tfmot's per-axis quantizers take the last axis, the depth multiplier here.)"""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs = dict(dict(num_bits=8, per_axis=True, symmetric=True, narrow_range=True), **kwargs)
+        super().__init__(**kwargs)
+
+    def build(self, tensor_shape: Any, name: str, layer: keras.layers.Layer) -> dict[str, tf.Variable]:
+        shape = tf.TensorShape(tensor_shape).as_list()
+        return super().build(tf.TensorShape(shape[:2] + [shape[3], shape[2]]), name, layer)
+
+    def __call__(self, inputs: tf.Tensor, training: bool, weights: dict[str, tf.Variable], **kwargs: Any) -> tf.Tensor:
+        swapped = tf.transpose(inputs, [0, 1, 3, 2])
+        return tf.transpose(super().__call__(swapped, training, weights, **kwargs), [0, 1, 3, 2])
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
 class SharedKernelQuantizeConfig(QuantizeConfig):
-    """QuantizeConfig of `QuantizableSharedAtrousConv2D` (see the module docstring).
+    """QuantizeConfig of `QuantizableSharedAtrousConv2D` and `QuantizableSharedSeparableAtrousConv2D`
+    (see the module docstring): each shared kernel once, on the export's per-channel grid; one
+    activation quantizer per branch activation and per inner partial sum; the output.
 
     Example:
     >>> layer = QuantizableSharedAtrousConv2D(8, rates=(1, 2, 3))
@@ -130,12 +208,13 @@ class SharedKernelQuantizeConfig(QuantizeConfig):
     """
 
     def get_weights_and_quantizers(self, layer: QuantizableSharedAtrousConv2D) -> list[tuple[Any, Any]]:
-        return [(layer.kernel, shared_kernel_quantizer())]
+        quantizers = {"depthwise_kernel": DepthwiseChannelQuantizer}
+        return [(getattr(layer, name), quantizers.get(name, shared_kernel_quantizer)()) for name in layer.KERNELS]
 
     def get_activations_and_quantizers(self, layer: QuantizableSharedAtrousConv2D) -> list[tuple[Any, Any]]:
         pairs = [
-            (activation, NamedMovingAverageQuantizer(f"rate{rate}_relu"))
-            for rate, activation in zip(layer.rates, layer.branch_activations)
+            (activation, NamedMovingAverageQuantizer(name))
+            for name, activation in zip(layer.branch_activation_names(), layer.branch_activations)
         ]
         pairs += [
             (activation, NamedMovingAverageQuantizer(f"partial_sum{j + 2}"))
@@ -144,10 +223,11 @@ class SharedKernelQuantizeConfig(QuantizeConfig):
         return pairs
 
     def set_quantize_weights(self, layer: QuantizableSharedAtrousConv2D, quantize_weights: list[tf.Tensor]) -> None:
-        (layer.kernel,) = quantize_weights
+        for name, value in zip(layer.KERNELS, quantize_weights, strict=True):
+            setattr(layer, name, value)
 
     def set_quantize_activations(self, layer: QuantizableSharedAtrousConv2D, quantize_activations: list[Any]) -> None:
-        count = len(layer.rates)
+        count = len(layer.branch_activations)
         layer.branch_activations = quantize_activations[:count]
         layer.sum_activations = quantize_activations[count:]
 

@@ -13,7 +13,7 @@ from tensorflow.lite.python import schema_py_generated as schema_fb
 from benchmarks.realistic_weights import randomize_batchnorm
 from convert.export import ExportError, export_tflite
 from convert.parity import run_tflite
-from convert.tflite_file import load_model, op_name, pyramid_convs
+from convert.tflite_file import load_model, op_name, pyramid_convs, pyramid_kernel_ops
 from benchmarks import mediapipe_check
 from inference.description import read_description
 from convert.tflite_metadata import read_standard_metadata
@@ -114,6 +114,73 @@ def test_rate_branches_and_negative_batchnorm_scales_keep_the_kernel_shared(make
         assert len(filters) == 5 and len({t.buffer for t in filters}) == 1
         # Five branches, five sets of per-channel scales (their BatchNorms), over one int8 buffer.
         assert len({tuple(np.round(t.quantization.scale, 9)) for t in filters}) == 5
+
+
+def _pyramid_filters(tflite: bytes, rates) -> dict[str, list]:
+    flatbuffer = load_model(tflite)
+    graph = flatbuffer.subgraphs[0]
+    return {kind: [(op, graph.tensors[op.inputs[1]]) for op in ops] for kind, ops in pyramid_kernel_ops(flatbuffer, rates).items()}
+
+
+@pytest.mark.slow
+def test_separable_ksac_keeps_one_buffer_per_shared_kernel_natively_on_gpu_and_in_mediapipe(
+        make_tiny_export_model, make_image_sensitive_model, assert_runs_on_gpu, assert_int8_parity, tmp_path):  # fmt: skip
+    """Separable KSAC in fp32, fp16 and int8: one buffer for the shared depthwise kernel and one for the
+    shared pointwise kernel, native dilated DEPTHWISE_CONV_2D (no SPACE_TO_BATCH_ND), parity with Keras,
+    fully on LiteRT's GPU accelerator, and MediaPipe's segmenter runs the int8 file with our arg-max."""
+    model = make_tiny_export_model("mobilenetv2_ksac_separable")
+    rates = [6, 12, 18]
+    for precision in ("fp32", "fp16", "int8"):
+        result = export_tflite(model, precision, check_gpu=True, **FAST)
+        report = result.report
+        assert_runs_on_gpu(report)
+        assert report["shared_kernel_buffers_per_kernel"] == {"depthwise": 1, "pointwise": 1}, report
+        assert no_space_to_batch(report) and report["ops"]["DEPTHWISE_CONV_2D"] > 0
+        filters = _pyramid_filters(result.tflite, rates)
+        assert sorted(op.builtinOptions.dilationHFactor for op, _ in filters["depthwise"]) == rates  # native dilation
+        if precision == "int8":
+            assert_int8_parity(report, *INT8_PARITY["mobilenetv2_ksac"])
+            for kind, axis in (("depthwise", 3), ("pointwise", 0)):  # TFLite: depthwise [1, h, w, C], conv [O, h, w, I]
+                tensors = [tensor for _, tensor in filters[kind]]
+                assert all(t.type == schema_fb.TensorType.INT8 and t.quantization.quantizedDimension == axis for t in tensors)
+                # Three rates, three sets of per-channel scales (their BatchNorms' factors), over one int8 buffer.
+                assert len({t.buffer for t in tensors}) == 1
+                assert len({tuple(np.round(t.quantization.scale, 9)) for t in tensors}) == 3
+        else:
+            assert report["argmax_agreement"] >= 0.999 and report["max_abs_diff"] < (1e-3 if precision == "fp32" else 0.01)
+    # MediaPipe on a model whose label maps vary over an image.
+    names = ["bg", "a", "b", "c", "d"]
+    int8 = export_tflite(make_image_sensitive_model("mobilenetv2_ksac_separable", num_classes=5, label_names=names),
+                         "int8", **FAST)  # fmt: skip
+    path = tmp_path / "separable_int8.tflite"
+    path.write_bytes(int8.tflite)
+    seen = mediapipe_check.check(str(path), count=4, non_square=False)
+    assert seen["mediapipe_labels"] == names and seen["classes_in_masks"] >= 3
+    assert seen["agreement_input_size"] >= 0.999, seen
+
+
+@pytest.mark.slow
+def test_separable_pyramids_with_negative_scales_and_separable_aspp(make_tiny_export_model, assert_runs_on_gpu,
+                                                                    assert_int8_parity):  # fmt: skip
+    """Negative BatchNorm scales in both stages of separable KSAC keep both kernels shared; DeepLab's
+    separable ASPP exports with native dilated depthwise convolutions and runs on the GPU accelerator."""
+    model = make_tiny_export_model("mobilenetv2_ksac_separable")
+    for bn in model.get_layer("head_ksac").batch_norms:
+        gamma = bn.gamma.numpy()
+        gamma[::3] *= -1  # bypasses the layer's non-negative constraint, as a hand-edited model would
+        bn.gamma.assign(gamma)
+    for precision in ("fp32", "int8"):
+        report = export_tflite(model, precision, **FAST).report
+        assert report["shared_kernel_buffers_per_kernel"] == {"depthwise": 1, "pointwise": 1}
+        assert report["negative_scale_channels"] > 0
+        if precision == "fp32":
+            assert report["argmax_agreement"] >= 0.999 and report["max_abs_diff"] < 1e-3
+        else:
+            assert_int8_parity(report, *INT8_PARITY["mobilenetv2_ksac"])
+    report = export_tflite(make_tiny_export_model("mobilenetv2_aspp_separable"), "fp32", check_gpu=True, **FAST).report
+    assert_runs_on_gpu(report)
+    assert no_space_to_batch(report) and report["argmax_agreement"] >= 0.999 and report["max_abs_diff"] < 1e-3
+    assert "shared_kernel_buffers" not in report
 
 
 @pytest.mark.slow

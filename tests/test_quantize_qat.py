@@ -10,10 +10,16 @@ import tf_keras as keras
 import zoo
 from convert.graph import snap_to_int8_grid
 from quantize.annotate import QuantizeLayer, copy_trained_weights, quantize_model
-from quantize.calibrate import calibrate_ranges, range_variables
+from convert.export import export_tflite
+from quantize.calibrate import calibrate_ranges, qat_activation_ranges, range_variables
 from quantize.checks import int8_rules
 from quantize.finetune import QATError, resolve_qat_config, run_qat
-from quantize.quantize_configs import QuantizableSharedAtrousConv2D, SharedKernelQuantizeConfig
+from quantize.quantize_configs import (
+    DepthwiseChannelQuantizer,
+    QuantizableSharedAtrousConv2D,
+    QuantizableSharedSeparableAtrousConv2D,
+    SharedKernelQuantizeConfig,
+)
 from quantize import qat as qat_cli
 from configs import merge, read_file
 
@@ -74,6 +80,36 @@ def test_shared_kernel_is_quantized_once_per_channel_on_the_export_grid(make_tin
     qat(x, training=False)
     used = np.asarray(wrapper.layer.kernel)
     np.testing.assert_allclose(used, snap_to_int8_grid(weight.numpy()), rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_separable_ksac_qat_quantizes_each_shared_kernel_once_and_exports_with_its_ranges(make_tiny_export_model,
+                                                                                          assert_int8_parity):  # fmt: skip
+    model = make_tiny_export_model("mobilenetv2_ksac_separable")
+    qat = quantize_model(model)
+    wrapper = qat.get_layer("quant_head_ksac")
+    assert isinstance(wrapper.layer, QuantizableSharedSeparableAtrousConv2D)
+    (depthwise, dw_quantizer, dw_ranges), (pointwise, _, pw_ranges) = wrapper._weight_vars  # one quantizer per shared kernel
+    assert isinstance(dw_quantizer, DepthwiseChannelQuantizer)
+    channels = depthwise.shape[2]
+    assert dw_ranges["min_var"].shape == (channels,) and pw_ranges["min_var"].shape == (16,)  # per channel, both
+    names = sorted(v.name.split("/")[-1] for v in wrapper.weights if "post_activation" in v.name)
+    assert len(names) == 2 * (2 * 3 + 1) and any(n.startswith("rate12_depthwise_relu") for n in names)
+    x = np.random.default_rng(0).normal(size=(1, SIZE, SIZE, 3)).astype(np.float32)
+    calibrate_ranges(qat, [x])
+    float_out = model(x, training=False).numpy()
+    qat_out = qat(x, training=False).numpy()
+    assert np.abs(qat_out - float_out).max() / np.abs(float_out).max() < 0.1
+    # Every rate uses the same fake-quantized kernels: the exporter's per-channel int8 grids (depthwise along C).
+    np.testing.assert_allclose(np.asarray(wrapper.layer.depthwise_kernel), snap_to_int8_grid(depthwise.numpy(), 2), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(wrapper.layer.pointwise_kernel), snap_to_int8_grid(pointwise.numpy()), rtol=0, atol=1e-6)
+    ranges = qat_activation_ranges(qat)
+    pyramid_keys = {k for k in ranges if k.startswith("head_ksac/")}
+    assert pyramid_keys == {f"head_ksac/rate{r}_{p}" for r in (6, 12, 18) for p in ("depthwise_relu", "relu")} | {"head_ksac/partial_sum2"}
+    report = export_tflite(model, "int8", activation_ranges=ranges, calibration_steps=4, parity_images=2).report
+    assert report["shared_kernel_buffers"] == 1 and report["shared_kernel_buffers_per_kernel"] == {"depthwise": 1, "pointwise": 1}
+    assert report["given_activation_ranges"] >= len(pyramid_keys) + 1  # the pyramid's, the input, the layers'
+    assert_int8_parity(report, 0.98, 0.02)
 
 
 @pytest.fixture(scope="module")

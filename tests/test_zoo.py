@@ -8,7 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from configs import ExperimentConfig, build_model_from_config, read_file, resolve
-from zoo import SharedAtrousConv2D, build_model, count_macs, describe, head_params, list_models
+from zoo import PAPER_MODELS, SharedAtrousConv2D, SharedSeparableAtrousConv2D, build_model, count_macs, describe, head_params
 
 SMALL = dict(width=0.35, head_filters=16)
 
@@ -27,7 +27,7 @@ def paper_models():
 
 
 def test_every_paper_recipe_is_a_table_1_model_at_the_papers_settings(paper_models):
-    assert sorted(paper_models) == list_models()
+    assert sorted(paper_models) == sorted(PAPER_MODELS)
     for path in PAPER_RECIPES.glob("*.yaml"):
         config = resolve(ExperimentConfig, read_file(str(path)))
         assert config.data.train.startswith("trainaug:") and config.data.crop_size == 513
@@ -141,6 +141,70 @@ def test_gradients_from_every_rate_reach_the_single_kernel():
     for grad in grads:
         assert np.abs(grad).sum() > 0
     assert not np.allclose(grads[0], grads[2])
+
+
+# ---------------------------------------------------------------- separable pyramids
+
+
+def test_separable_ksac_equals_deeplabs_separable_branches_with_tied_kernels():
+    rng = np.random.default_rng(0)
+    rates = (1, 2, 4)
+    layer = SharedSeparableAtrousConv2D(filters=6, rates=rates)
+    x = tf.constant(rng.normal(size=(2, 15, 13, 5)), tf.float32)
+    layer(x)
+    _randomize_batchnorms(layer, rng)
+    assert [w.name.split("/")[-1] for w in layer.trainable_weights].count("depthwise_kernel:0") == 1
+
+    def bn(value, norm):
+        gamma, beta, mean, var = (w.numpy() for w in norm.weights)
+        return tf.nn.relu((value - mean) / np.sqrt(var + norm.epsilon) * gamma + beta)
+
+    expected = 0
+    for rate, bn1, bn2 in zip(rates, layer.depthwise_batch_norms, layer.pointwise_batch_norms):
+        y = tf.nn.depthwise_conv2d(x, layer.depthwise_kernel, [1, 1, 1, 1], "SAME", dilations=[rate, rate])
+        expected += bn(tf.nn.conv2d(bn(y, bn1), layer.pointwise_kernel, 1, "SAME"), bn2)
+    np.testing.assert_allclose(layer(x, training=False), expected, atol=1e-5)
+
+
+def test_separable_pyramid_counts_follow_the_docstrings_arithmetic():
+    # MobileNetV2 at 513: C = 320 features, F = 256 filters, 3 rates, a 33 x 33 map (zoo.layers.SharedSeparableAtrousConv2D).
+    c, f, n, hw = 320, 256, 3, 33 * 33
+    models = {name: build_model(name) for name in ("mobilenetv2_ksac", "mobilenetv2_ksac_separable", "mobilenetv2_aspp_separable")}
+    pyramid = models["mobilenetv2_ksac_separable"].get_layer("head_ksac")
+    assert pyramid.count_params() == 9 * c + c * f + n * 4 * (c + f)
+    # Against the regular KSAC: the kernel 9CF becomes 9C + CF, and n BatchNorms over C more.
+    assert models["mobilenetv2_ksac"].count_params() - models["mobilenetv2_ksac_separable"].count_params() == (
+        9 * c * f - (9 * c + c * f) - n * 4 * c)
+    # Separable ASPP keeps a depthwise and a pointwise kernel per rate; the projection reads n - 1 more blocks.
+    assert models["mobilenetv2_aspp_separable"].count_params() - models["mobilenetv2_ksac_separable"].count_params() == (
+        (n - 1) * (9 * c + c * f) + (n - 1) * f * f)
+    # The pyramid's work: n (9C + CF) per pixel instead of n 9CF; the target is at most 3.0 GMACs.
+    macs = {name: count_macs(model) for name, model in models.items()}
+    assert macs["mobilenetv2_ksac"] - macs["mobilenetv2_ksac_separable"] == n * hw * (9 * c * f - 9 * c - c * f)
+    assert macs["mobilenetv2_ksac_separable"] <= 3.0e9
+
+
+def test_separable_ksac_trains_every_shared_kernel_and_reloads(tmp_path):
+    model = build_model("mobilenetv2_ksac_separable", num_classes=3, input_size=65, training_forms=True, **SMALL)
+    x = np.random.default_rng(2).normal(size=(2, 65, 65, 3)).astype(np.float32)
+    pyramid = model.get_layer("head_ksac")
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(x, training=True))
+    grads = tape.gradient(loss, [pyramid.depthwise_kernel, pyramid.pointwise_kernel])
+    assert all(float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(model(x, training=False), loaded(x, training=False), atol=1e-5)
+    assert describe(loaded).head == "ksac_separable" and isinstance(loaded.get_layer("head_ksac"), SharedSeparableAtrousConv2D)
+
+
+def test_separable_models_use_deeplabs_decoder():
+    model = build_model("xception65_aspp_separable", num_classes=3, input_size=65, width=0.25, head_filters=16)
+    names = {layer.name for layer in model.layers}
+    assert {"head_aspp_rate12_depthwise", "head_aspp_rate12_pointwise_bn", "decoder_conv0_depthwise", "decoder_conv1_pointwise"} <= names
+    assert not {"decoder_conv1", "decoder_conv2", "head_aspp_rate12"} & names
+    assert model.get_layer("decoder_upsample").align_corners and not model.get_layer("upsample_logits").align_corners
 
 
 @pytest.mark.slow  # saving and reloading Xception-65 takes ~30 s on a busy 2-core CPU

@@ -14,7 +14,9 @@ def run_zoo(*args):
 def test_list_prints_names_one_a_line():
     result = run_zoo("list")
     assert result.returncode == 0
-    assert result.stdout.split() == ["mobilenetv2_aspp", "mobilenetv2_ksac", "xception65_aspp", "xception65_ksac"]
+    assert result.stdout.split() == ["mobilenetv2_aspp", "mobilenetv2_aspp_separable", "mobilenetv2_ksac",
+                                     "mobilenetv2_ksac_separable", "xception65_aspp", "xception65_aspp_separable",
+                                     "xception65_ksac", "xception65_ksac_separable"]  # fmt: skip
 
 
 @pytest.mark.slow  # two full-size models in a subprocess that loads TensorFlow

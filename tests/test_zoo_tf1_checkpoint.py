@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from zoo import build_model
+from zoo import build_model, describe
 from zoo.backbones import BACKBONES
 from zoo.backbones.mobilenet_v2 import make_divisible
 from zoo.tf1_checkpoint import export_tf1_checkpoint, load_tf1_checkpoint, tf1_mapping
@@ -295,9 +295,12 @@ def test_deeplab_logits_of_another_class_count_are_skipped_with_a_message(mobile
 # ---------------------------------------------------------------- DeepLab's forward pass (and its padding)
 
 
-def _reference_xception65(reader, images: np.ndarray, output_stride: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def _reference_xception65(reader, images: np.ndarray, output_stride: int = 16, low_level: list | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """DeepLab's xception_65 (inference) recomputed from the checkpoint's tensors with tf.nn: the output of the
-    first (stride-2) convolution `entry_flow/conv1_1`, and the features."""
+    first (stride-2) convolution `entry_flow/conv1_1`, and the features; with a `low_level` list, appends the
+    decoder's input to it (`entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise`, DeepLab's
+    feature_extractor end point for the decoder)."""
     t = reader.get_tensor
 
     def bn(x, name, relu=False):
@@ -338,6 +341,8 @@ def _reference_xception65(reader, images: np.ndarray, output_stride: int = 16) -
             residual = x
             for i in (1, 2, 3):
                 residual = separable(residual, f"{name}/separable_conv{i}", stride if i == 3 else 1, unit_rate, inside)
+                if low_level is not None and block == "entry_flow/block2" and i == 2:
+                    low_level.append(residual.numpy())
             if skip == "conv":
                 shortcut = tf.nn.conv2d(x, t(name + "/shortcut/weights"), stride, "SAME")
                 x = residual + bn(shortcut, name + "/shortcut")
@@ -417,6 +422,110 @@ def test_mobilenet_v2_reproduces_tfslim_at_odd_and_even_sizes(deeplab_mobilenet_
     for size in (65, 64):  # slim's MobileNetV2 uses "SAME" padding like ours: equal at every size
         images = np.random.default_rng(size).uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
         assert _relative_error(model(images, training=False).numpy(), _reference_mobilenet_v2(reader, images)) < 1e-4
+
+
+# ---------------------------------------------------------------- DeepLab's separable head and decoder
+
+
+def _reference_deeplab_head(reader, features: np.ndarray, low_level: np.ndarray, rates) -> tuple[np.ndarray, np.ndarray]:
+    """research/deeplab/model.py at inference from the checkpoint's tensors with tf.nn: the separable ASPP
+    (`_extract_features`, `split_separable_conv2d`, BatchNorm epsilon 1e-5), the separable decoder
+    (`refine_by_decoder`, corner-aligned `_resize_bilinear`) and `logits/semantic`. Returns (head, logits)."""
+    t = reader.get_tensor
+
+    def bn_relu(x, name):
+        x = tf.nn.batch_normalization(x, t(name + "/BatchNorm/moving_mean"), t(name + "/BatchNorm/moving_variance"),
+                                      t(name + "/BatchNorm/beta"), t(name + "/BatchNorm/gamma"), 1e-5)  # fmt: skip
+        return tf.nn.relu(x)
+
+    def conv(x, name):
+        return bn_relu(tf.nn.conv2d(x, t(name + "/weights"), 1, "SAME"), name)
+
+    def split_separable(x, name, rate=1):
+        x = tf.nn.depthwise_conv2d(x, t(name + "_depthwise/depthwise_weights"), [1, 1, 1, 1], "SAME", dilations=[rate, rate])
+        return conv(bn_relu(x, name + "_depthwise"), name + "_pointwise")
+
+    def resize(x, like):  # DeepLab's _resize_bilinear: align_corners=True
+        return tf.compat.v1.image.resize_bilinear(x, like.shape[1:3], align_corners=True)
+
+    features = tf.constant(features)
+    pool = conv(tf.reduce_mean(features, [1, 2], keepdims=True), "image_pooling")
+    branches = [resize(pool, features), conv(features, "aspp0")]
+    branches += [split_separable(features, f"aspp{i}", rate) for i, rate in enumerate(rates, 1)]
+    head = conv(tf.concat(branches, 3), "concat_projection")
+    skip = conv(tf.constant(low_level), "decoder/feature_projection0")
+    x = tf.concat([resize(head, skip), skip], 3)
+    x = split_separable(split_separable(x, "decoder/decoder_conv0"), "decoder/decoder_conv1")
+    logits = tf.nn.conv2d(x, t("logits/semantic/weights"), 1, "SAME") + t("logits/semantic/biases")
+    return head.numpy(), logits.numpy()
+
+
+def _features_head_logits(model: keras.Model) -> keras.Model:
+    """`model` with the backbone's features, the head's output (dropout off) and the logits (before upsampling) as outputs."""
+    outputs = [model.get_layer("head_pool").input, model.get_layer("head_projection_relu").output, model.get_layer("logits").output]
+    return keras.Model(model.inputs, outputs)
+
+
+def test_deeplab_xception65_checkpoint_loads_whole_into_separable_aspp_and_computes_deeplabs_graph(deeplab_xception_ckpt,
+                                                                                                   capsys):  # fmt: skip
+    keras.utils.set_random_seed(0)
+    model = build_model("xception65_aspp_separable", input_size=65, width=XCEPTION_WIDTH, head_filters=HEAD,
+                        backbone_weights=deeplab_xception_ckpt)  # fmt: skip
+    printed = capsys.readouterr().out
+    print(printed)  # the figures of the note: `pytest -s -k loads_whole`
+    report = load_tf1_checkpoint(model, deeplab_xception_ckpt)
+    assert report.left_at_init == [] and report.unused == ["global_step"] and not report.skipped and not report.derived
+    assert f"{len(model.weights)} tensors matched, 0 of ours left at initialisation, 1 of the file's unused" in printed
+    reader = tf.train.load_checkpoint(deeplab_xception_ckpt)
+    for size in (65, 64):
+        images = np.random.default_rng(size).uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
+        low_level: list = []
+        _, features = _reference_xception65(reader, images, low_level=low_level)
+        head, logits = _reference_deeplab_head(reader, features, low_level[0], (6, 12, 18))
+        ours = _features_head_logits(model if size == 65 else _rebuilt(model, size))(images, training=False)
+        errors = [_relative_error(a.numpy(), b) for a, b in zip(ours, (features, head, logits))]
+        print(f"xception65_aspp_separable at {size}x{size}, largest difference to DeepLab's graph relative to its range: "
+              f"features {errors[0]:.1e}, head {errors[1]:.1e}, logits {errors[2]:.1e}")  # fmt: skip
+        assert max(errors) < 1e-5, (size, errors)
+
+
+def _rebuilt(model: keras.Model, size: int) -> keras.Model:
+    """`model` at another input size, with its weights."""
+    other = build_model(describe(model).name, input_size=size, width=XCEPTION_WIDTH, head_filters=HEAD)
+    other.set_weights(model.get_weights())
+    return other
+
+
+def test_deeplab_separable_aspp_initialises_separable_ksac_by_the_mean_of_its_branches(deeplab_xception_ckpt, capsys):
+    keras.utils.set_random_seed(0)
+    model = build_model("xception65_ksac_separable", input_size=65, width=XCEPTION_WIDTH, head_filters=HEAD)
+    report = load_tf1_checkpoint(model, deeplab_xception_ckpt)
+    print(capsys.readouterr().out)
+    assert report.left_at_init == [] and report.unused == ["global_step"] and not report.skipped
+    assert len(report.derived) == 2 + 3 * 2 * 4 + 1  # two kernels, 3 rates x 2 BatchNorms x 4 tensors, the projection
+    reader = tf.train.load_checkpoint(deeplab_xception_ckpt)
+    pyramid = model.get_layer("head_ksac")
+
+    def mean(tensors):  # in float64, rounded once
+        return np.mean([reader.get_tensor(name).astype(np.float64) for name in tensors], axis=0).astype(np.float32)
+
+    np.testing.assert_array_equal(pyramid.depthwise_kernel.numpy(), mean(f"aspp{i}_depthwise/depthwise_weights" for i in (1, 2, 3)))
+    np.testing.assert_array_equal(pyramid.pointwise_kernel.numpy(), mean(f"aspp{i}_pointwise/weights" for i in (1, 2, 3)))
+    for i, bn in enumerate(pyramid.pointwise_batch_norms, 1):  # rate i's BatchNorms are branch i's
+        np.testing.assert_array_equal(bn.gamma.numpy(), reader.get_tensor(f"aspp{i}_pointwise/BatchNorm/gamma"))
+    theirs = np.split(reader.get_tensor("concat_projection/weights"), 5, axis=2)  # [pool, aspp0, aspp1..3]
+    ours = np.split(model.get_layer("head_projection").kernel.numpy(), 3, axis=2)  # [aspp0, ksac, pool]
+    np.testing.assert_array_equal(ours[0], theirs[1])
+    np.testing.assert_array_equal(ours[1], np.mean(np.float64(theirs[2:]), axis=0).astype(np.float32))
+    np.testing.assert_array_equal(ours[2], theirs[0])
+
+
+def test_separable_models_round_trip_through_our_tf1_names(make_tiny_model, tmp_path):
+    for name in ("mobilenetv2_ksac_separable", "mobilenetv2_aspp_separable"):
+        source = make_tiny_model(name, seed=1, num_classes=5)
+        _randomize(source, 7)
+        report = _assert_round_trip(source, make_tiny_model(name, seed=2, num_classes=5), str(tmp_path / name))
+        assert report.exact
 
 
 # ---------------------------------------------------------------- round trip, partial checkpoints, formats

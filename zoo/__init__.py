@@ -1,4 +1,4 @@
-"""The KSAC edge model zoo: backbones, ASPP and KSAC heads, the DeepLabV3+ decoder, a registry.
+"""The KSAC edge model zoo: backbones, ASPP and KSAC heads (regular and separable), the DeepLabV3+ decoder, a registry.
 
 >>> from zoo import build_model, list_models
 >>> model = build_model("mobilenetv2_ksac", input_size=257)
@@ -10,9 +10,10 @@ from zoo.quiet_startup import import_tensorflow
 
 import_tensorflow()
 
-from zoo.layers import DescriptionLayer, ResizeToMatch, SharedAtrousConv2D
+from zoo.layers import DescriptionLayer, ResizeToMatch, SharedAtrousConv2D, SharedSeparableAtrousConv2D
 from zoo.registry import (
     MODELS,
+    PAPER_MODELS,
     build_model,
     default_rates,
     describe,
@@ -26,9 +27,11 @@ from zoo.stats import count_macs, head_params
 
 __all__ = [
     "MODELS",
+    "PAPER_MODELS",
     "DescriptionLayer",
     "ResizeToMatch",
     "SharedAtrousConv2D",
+    "SharedSeparableAtrousConv2D",
     "build_model",
     "count_macs",
     "default_rates",

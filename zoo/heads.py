@@ -1,15 +1,21 @@
-"""Segmentation heads: DeepLab's ASPP and the paper's KSAC.
+"""Segmentation heads: DeepLab's ASPP and the paper's KSAC, each regular or separable.
 
-Both heads have a 1x1 branch, a 3x3 atrous pyramid, an image-pooling branch, a
+Every head has a 1x1 branch, a 3x3 atrous pyramid, an image-pooling branch, a
 concat, a 1x1 projection and dropout. They differ only in the pyramid:
 
-- ASPP: one regular 3x3 convolution (own kernel) + BN + ReLU per rate; the
+- "aspp": one regular 3x3 convolution (own kernel) + BN + ReLU per rate; the
   projection reads every rate's output (concat of 2 + len(rates) tensors).
-- KSAC: `SharedAtrousConv2D`, ONE kernel at every rate, per-rate BN + ReLU,
+- "ksac": `SharedAtrousConv2D`, ONE kernel at every rate, per-rate BN + ReLU,
   summed; the projection reads 3 tensors whatever the number of rates.
-
-The pyramid convolutions are regular (not separable) 3x3 with 256 filters: that
-is what the paper's parameter counts (4.5M vs 3.0M on MobileNetV2) imply.
+  These two are the paper's: regular (not separable) 3x3 convolutions with 256
+  filters is what its parameter counts (4.5M vs 3.0M on MobileNetV2) imply.
+- "aspp_separable": DeepLab's own ASPP (`split_separable_conv2d` in
+  research/deeplab/model.py): per rate, depthwise 3x3 at the rate -> BN -> ReLU
+  -> pointwise 1x1 -> BN -> ReLU, each rate its own kernels; DeepLab's BatchNorm
+  (epsilon 1e-5, decay 0.9997) and "SAME" padding. Its released checkpoints load whole.
+- "ksac_separable": `SharedSeparableAtrousConv2D`, the same branches with the
+  depthwise kernel and the pointwise kernel each shared by every rate (the design and
+  its arithmetic are in that layer's docstring and docs/models.md).
 """
 
 from __future__ import annotations
@@ -18,10 +24,21 @@ from typing import Sequence
 
 import tf_keras as keras
 
-from zoo.atrous import conv2d_layer
-from zoo.layers import ResizeToMatch, SharedAtrousConv2D, batch_norm
+from zoo.atrous import conv2d_layer, depthwise_layer
+from zoo.layers import ResizeToMatch, SharedAtrousConv2D, SharedSeparableAtrousConv2D, batch_norm
 
-HEADS = ("aspp", "ksac")
+HEADS = ("aspp", "ksac", "aspp_separable", "ksac_separable")
+SEPARABLE_SUFFIX = "_separable"
+
+
+def is_separable(head: str) -> bool:
+    """Whether `head` is one of the separable heads (their models also use DeepLab's separable decoder)."""
+    return head.endswith(SEPARABLE_SUFFIX)
+
+
+def is_ksac(head: str) -> bool:
+    """Whether `head` shares its pyramid kernel(s) across rates (a KSAC head, regular or separable)."""
+    return head.removesuffix(SEPARABLE_SUFFIX) == "ksac"
 
 
 def conv_bn_relu(x, filters: int, kernel_size: int, name: str, rate: int = 1):
@@ -29,6 +46,15 @@ def conv_bn_relu(x, filters: int, kernel_size: int, name: str, rate: int = 1):
     x = conv2d_layer(filters, kernel_size, rate=rate, padding="same", use_bias=False, name=name)(x)
     x = batch_norm(name + "_bn")(x)
     return keras.layers.ReLU(name=name + "_relu")(x)
+
+
+def separable_conv_bn_relu(x, filters: int, name: str, rate: int = 1):
+    """DeepLab's `split_separable_conv2d`: depthwise 3x3 (dilation `rate`) + BN + ReLU, then pointwise 1x1 +
+    BN + ReLU; layers `name_depthwise[_bn|_relu]` and `name_pointwise[_bn|_relu]` (its TF1 scopes' names)."""
+    x = depthwise_layer(3, rate=rate, padding="same", use_bias=False, name=name + "_depthwise")(x)
+    x = batch_norm(name + "_depthwise_bn")(x)
+    x = keras.layers.ReLU(name=name + "_depthwise_relu")(x)
+    return conv_bn_relu(x, filters, 1, name + "_pointwise")
 
 
 def image_pooling(x, filters: int):
@@ -45,11 +71,11 @@ def atrous_head(
     filters: int = 256,
     dropout: float = 0.1,
 ):
-    """Builds an ASPP or KSAC head on backbone features `x`.
+    """Builds an ASPP or KSAC head (regular or separable) on backbone features `x`.
 
     Args:
         x: backbone features at the output stride.
-        kind: "aspp" or "ksac".
+        kind: one of `HEADS`.
         rates: atrous rates of the 3x3 pyramid.
         filters: channels of every branch and of the projection (256 in the paper).
         dropout: dropout rate after the projection (DeepLab keeps 0.9).
@@ -59,8 +85,12 @@ def atrous_head(
     branches = [conv_bn_relu(x, filters, 1, "head_conv1x1")]
     if kind == "aspp":
         branches += [conv_bn_relu(x, filters, 3, f"head_aspp_rate{r}", rate=r) for r in rates]
-    else:
+    elif kind == "aspp_separable":
+        branches += [separable_conv_bn_relu(x, filters, f"head_aspp_rate{r}", rate=r) for r in rates]
+    elif kind == "ksac":
         branches.append(SharedAtrousConv2D(filters, rates, name="head_ksac")(x))
+    else:
+        branches.append(SharedSeparableAtrousConv2D(filters, rates, name="head_ksac")(x))
     branches.append(image_pooling(x, filters))
     x = keras.layers.Concatenate(name="head_concat")(branches)
     x = conv_bn_relu(x, filters, 1, "head_projection")

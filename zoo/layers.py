@@ -16,7 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from inference.description import ModelDescription
-from zoo.atrous import dilated_conv2d
+from zoo.atrous import dilated_conv2d, dilated_depthwise_conv2d
 
 PACKAGE = "ksac_zoo"
 
@@ -181,23 +181,156 @@ class SharedAtrousConv2D(keras.layers.Layer):
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
+class SharedSeparableAtrousConv2D(keras.layers.Layer):
+    """Separable KSAC pyramid: one depthwise and one pointwise kernel shared by every rate.
+
+    Per rate r, DeepLab's separable branch (`split_separable_conv2d`) with the kernels shared:
+
+        y_r = ReLU(BN2_r(P * ReLU(BN1_r(depthwise(x, D, dilation=r)))))      output = sum_r y_r
+
+    - shared: the depthwise kernel D [3, 3, C, 1] and the pointwise kernel P [1, 1, C, F];
+    - per rate: BN1_r over the C depthwise channels and BN2_r over the F outputs (each with a
+      non-negative gamma, as in `SharedAtrousConv2D`, so that int8 keeps one buffer per kernel).
+
+    Why the BatchNorms sit there: each rate sees a differently dilated neighbourhood, so its
+    depthwise responses have their own statistics (the reason the paper gives every rate its own
+    BN); a BN after the depthwise step only (P applied to a shared normalisation) would mix rates of
+    different scale in one pointwise product. With both BNs per rate every branch is exactly DeepLab's
+    separable ASPP branch with tied kernels, so a DeepLab checkpoint maps onto it tensor by tensor
+    (its rate branches' BatchNorms load as they are; the shared kernels start from the mean of the
+    branches' kernels, `zoo.tf1_checkpoint`).
+
+    Arithmetic (C input channels, F filters, n rates, an H x W map; MobileNetV2 at 513: C=320,
+    F=256, n=3, 33 x 33): weights 9C + CF (83,840) instead of n(9C + CF) for separable ASPP (251,520)
+    and 9CF (737,280) for the regular KSAC kernel; BatchNorms n * 4(C + F) (6,912). MACs
+    n * HW(9C + CF) = 0.274 G, against 2.408 G for the regular pyramid (same as separable ASPP's).
+
+    Args:
+        filters: output channels F (256 in the paper).
+        rates: atrous rates, e.g. `(6, 12, 18)`.
+        kernel_size: spatial size of the shared depthwise kernel (3).
+        non_negative_scale: constrain every BatchNorm gamma to be >= 0.
+        sync_batchnorm: synchronise BatchNorm statistics across replicas.
+
+    Example:
+    >>> layer = SharedSeparableAtrousConv2D(filters=8, rates=(1, 2, 3))
+    >>> layer(tf.zeros([1, 17, 17, 4])).shape
+    TensorShape([1, 17, 17, 8])
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        rates: Sequence[int] = (6, 12, 18),
+        kernel_size: int = 3,
+        non_negative_scale: bool = True,
+        sync_batchnorm: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.rates = check_rates(rates)
+        self.kernel_size = int(kernel_size)
+        self.non_negative_scale = bool(non_negative_scale)
+        self.sync_batchnorm = bool(sync_batchnorm)
+        constraint = keras.constraints.NonNeg() if self.non_negative_scale else None
+
+        def norm(name: str) -> keras.layers.BatchNormalization:
+            return batch_norm(name, sync=self.sync_batchnorm, gamma_constraint=constraint)
+
+        self.depthwise_batch_norms = [norm(f"bn_rate{rate}_depthwise") for rate in self.rates]
+        self.pointwise_batch_norms = [norm(f"bn_rate{rate}_pointwise") for rate in self.rates]
+
+    @property
+    def batch_norms(self) -> list[keras.layers.BatchNormalization]:
+        """Every BatchNorm of the layer (depthwise ones first), as `SharedAtrousConv2D.batch_norms`."""
+        return self.depthwise_batch_norms + self.pointwise_batch_norms
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        in_channels = int(input_shape[-1])
+        # DeepLab's initialisers for split_separable_conv2d: truncated normal, stddev 0.33 and 0.06.
+        self.depthwise_kernel = self.add_weight(
+            name="depthwise_kernel",
+            shape=(self.kernel_size, self.kernel_size, in_channels, 1),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.33),
+            trainable=True,
+        )
+        self.pointwise_kernel = self.add_weight(
+            name="pointwise_kernel",
+            shape=(1, 1, in_channels, self.filters),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.06),
+            trainable=True,
+        )
+        spatial = tf.TensorShape(input_shape)[:-1]
+        for norms, channels in ((self.depthwise_batch_norms, in_channels), (self.pointwise_batch_norms, self.filters)):
+            for bn in norms:
+                with tf.name_scope(bn.name):
+                    bn.build(spatial.concatenate([channels]))
+        super().build(input_shape)
+
+    def branch_depthwise(self, inputs: tf.Tensor, rate: int) -> tf.Tensor:
+        """The shared depthwise kernel applied at one rate, before its BatchNorm."""
+        return dilated_depthwise_conv2d(inputs, self.depthwise_kernel, rate)
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        outputs = None
+        for rate, bn1, bn2 in zip(self.rates, self.depthwise_batch_norms, self.pointwise_batch_norms):
+            x = tf.nn.relu(bn1(self.branch_depthwise(inputs, rate), training=training))
+            x = tf.nn.conv2d(x, self.pointwise_kernel, strides=1, padding="SAME")
+            branch = tf.nn.relu(bn2(x, training=training))
+            outputs = branch if outputs is None else outputs + branch
+        return outputs
+
+    def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
+        return tf.TensorShape(input_shape)[:-1].concatenate([self.filters])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            rates=list(self.rates),
+            kernel_size=self.kernel_size,
+            non_negative_scale=self.non_negative_scale,
+            sync_batchnorm=self.sync_batchnorm,
+        )
+        return config
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
 class ResizeToMatch(keras.layers.Layer):
     """Bilinearly resizes `inputs[0]` to the spatial size of `inputs[1]`.
 
     Used for the image-pooling branch, the decoder and the final upsampling to
     the input resolution; unlike `keras.layers.Resizing` it needs no fixed size.
+    Half-pixel centres by default; `align_corners=True` is TF1's corner-aligned resize, which
+    DeepLab's decoder uses (the separable models' decoder, so that DeepLab's checkpoints compute
+    what they computed in DeepLab).
 
     Example:
     >>> ResizeToMatch()([tf.zeros([1, 4, 4, 2]), tf.zeros([1, 9, 7, 3])]).shape
     TensorShape([1, 9, 7, 2])
     """
 
+    def __init__(self, align_corners: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.align_corners = bool(align_corners)
+
     def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
         source, reference = inputs
         static = reference.shape[1:3]
         size = static if None not in static else tf.shape(reference)[1:3]
+        if self.align_corners:  # TF1's resize_bilinear(align_corners=True), as DeepLab's decoder resizes
+            resized = tf.raw_ops.ResizeBilinear(images=source, size=size, align_corners=True, half_pixel_centers=False)
+        else:
+            resized = tf.image.resize(source, size, method="bilinear")
         # tf.image.resize returns float32 from 16-bit inputs; a mixed-precision model keeps its compute dtype.
-        return tf.cast(tf.image.resize(source, size, method="bilinear"), self.compute_dtype)
+        return tf.cast(resized, self.compute_dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.align_corners:  # files of models without it keep the config they always had
+            config["align_corners"] = True
+        return config
 
     def compute_output_shape(self, input_shapes: Sequence[tf.TensorShape]) -> tf.TensorShape:
         source, reference = (tf.TensorShape(s) for s in input_shapes)

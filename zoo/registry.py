@@ -17,7 +17,7 @@ from inference.description import OUTPUT_STRIDES  # noqa: F401  (zoo.registry.OU
 from zoo import atrous
 from zoo.backbones import BACKBONES
 from zoo.decoder import deeplabv3plus_decoder
-from zoo.heads import atrous_head
+from zoo.heads import atrous_head, is_separable
 from zoo.layers import BatchNormSettings, DescriptionLayer, ResizeToMatch, batch_norm_settings, check_rates
 from zoo.weights import load_weights
 
@@ -33,7 +33,15 @@ MODELS: dict[str, ModelSpec] = {
     "mobilenetv2_ksac": ModelSpec("mobilenetv2", "ksac", decoder=False),
     "xception65_aspp": ModelSpec("xception65", "aspp", decoder=True),
     "xception65_ksac": ModelSpec("xception65", "ksac", decoder=True),
+    # Separable pyramids (zoo/heads.py): DeepLab's own ASPP and decoder, and KSAC with shared separable kernels.
+    "mobilenetv2_aspp_separable": ModelSpec("mobilenetv2", "aspp_separable", decoder=False),
+    "mobilenetv2_ksac_separable": ModelSpec("mobilenetv2", "ksac_separable", decoder=False),
+    "xception65_aspp_separable": ModelSpec("xception65", "aspp_separable", decoder=True),
+    "xception65_ksac_separable": ModelSpec("xception65", "ksac_separable", decoder=True),
 }
+
+# The paper's Table 1 models (configs/paper/ has a recipe for each).
+PAPER_MODELS = ("mobilenetv2_aspp", "mobilenetv2_ksac", "xception65_aspp", "xception65_ksac")
 
 # The paper's input side (its training crop and evaluation size): the default of every size option.
 DEFAULT_INPUT_SIZE = 513
@@ -157,7 +165,7 @@ def build_model(
         features = BACKBONES[spec.backbone](inputs, output_stride=output_stride, width=width)
         x = atrous_head(features.features, spec.head, rates, filters=head_filters, dropout=dropout)
         if decoder:
-            x = deeplabv3plus_decoder(x, features.low_level, filters=head_filters)
+            x = deeplabv3plus_decoder(x, features.low_level, filters=head_filters, separable=is_separable(spec.head))
     logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
     logits = ResizeToMatch(name="upsample_logits")([logits, inputs])
     description = ModelDescription(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tf_keras as keras
 
-from zoo.layers import SharedAtrousConv2D
+from zoo.layers import SharedAtrousConv2D, SharedSeparableAtrousConv2D
 
 HEAD_PREFIX = "head_"
 
@@ -23,7 +23,7 @@ def count_macs(model: keras.Model) -> int:
     """Multiply-accumulates of one forward pass at the model's (static) input size.
 
     Counts convolutions (regular, depthwise, the shared pyramid once per rate)
-    and dense layers; elementwise ops, pooling and resizing are left out, as is usual.
+    the separable shared pyramid's two kernels once per rate) and dense layers; elementwise ops, pooling and resizing are left out, as is usual.
     """
     if None in model.input_shape[1:3]:
         raise ValueError("count_macs needs a model with a static input size")
@@ -32,6 +32,10 @@ def count_macs(model: keras.Model) -> int:
         if isinstance(layer, SharedAtrousConv2D):
             out_h, out_w = layer.output_shape[1:3]
             total += len(layer.rates) * out_h * out_w * int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, SharedSeparableAtrousConv2D):
+            out_h, out_w = layer.output_shape[1:3]
+            per_rate = int(np.prod(layer.depthwise_kernel.shape)) + int(np.prod(layer.pointwise_kernel.shape))
+            total += len(layer.rates) * out_h * out_w * per_rate
         elif isinstance(layer, keras.layers.Conv2D):  # DepthwiseConv2D is a Conv2D too
             total += _conv_macs(layer)
         elif isinstance(layer, keras.layers.Dense):

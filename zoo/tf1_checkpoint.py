@@ -112,6 +112,7 @@ BACKBONE_SCOPES = (XCEPTION65_SCOPE, MOBILENET_V2_SCOPE)
 WEIGHT_NAMES = {
     "kernel": "weights",
     "depthwise_kernel": "depthwise_weights",
+    "pointwise_kernel": "pointwise_weights",  # slim.separable_conv2d's name (our separable KSAC's shared 1x1)
     "bias": "biases",
     "gamma": "gamma",
     "beta": "beta",
@@ -148,15 +149,20 @@ LAYER_RULES: tuple[tuple[str, str, str], ...] = (
     (r"head_conv1x1_bn", "aspp0/BatchNorm", "head"),
     (r"head_aspp_rate(?P<rate>\d+)", "aspp{aspp_index}", "head"),
     (r"head_aspp_rate(?P<rate>\d+)_bn", "aspp{aspp_index}/BatchNorm", "head"),
+    (r"head_aspp_rate(?P<rate>\d+)_(?P<kind>depthwise|pointwise)", "aspp{aspp_index}_{kind}", "head"),  # separable ASPP
+    (r"head_aspp_rate(?P<rate>\d+)_(?P<kind>depthwise|pointwise)_bn", "aspp{aspp_index}_{kind}/BatchNorm", "head"),
     (r"head_projection", "concat_projection", "head"),
     (r"head_projection_bn", "concat_projection/BatchNorm", "head"),
     (r"decoder_low_level", "decoder/feature_projection0", "head"),
     (r"decoder_low_level_bn", "decoder/feature_projection0/BatchNorm", "head"),
     (r"decoder_conv(?P<n>[12])", "decoder/decoder_conv0/decoder_conv0_{n}", "head"),
     (r"decoder_conv(?P<n>[12])_bn", "decoder/decoder_conv0/decoder_conv0_{n}/BatchNorm", "head"),
+    (r"decoder_conv(?P<n>[01])_(?P<kind>depthwise|pointwise)", "decoder/decoder_conv{n}_{kind}", "head"),  # separable
+    (r"decoder_conv(?P<n>[01])_(?P<kind>depthwise|pointwise)_bn", "decoder/decoder_conv{n}_{kind}/BatchNorm", "head"),
     (r"logits", "logits/semantic", "logits"),
     # Ours only (no TF1 model has a KSAC head): names for our own exports, so that they round-trip.
-    (r"head_ksac", "ksac", "head"),  # ksac/weights, ksac/rate{r}/BatchNorm/...
+    # ksac/weights, ksac/rate{r}/BatchNorm/...; separable: ksac/{depthwise,pointwise}_weights, ksac/rate{r}_{depthwise,pointwise}/BatchNorm/...
+    (r"head_ksac", "ksac", "head"),
 )
 
 # BatchNorm epsilon of the TF1 models, by scope prefix (DeepLab's feature_extractor gives
@@ -174,6 +180,11 @@ class Mapping:
     to_ours: Callable[[np.ndarray], np.ndarray] | None = None  # transform on import
     to_tf1: Callable[[np.ndarray], np.ndarray] | None = None  # its inverse, on export
     epsilons: tuple[float, float] | None = None  # a moving_variance's BatchNorm epsilon, (ours, the file's), where they differ
+    # Where the file lacks `tf1_name` (or holds it in another shape): other tensors that give this weight by
+    # `derive` (in our layout, `to_ours` included; see `_deeplab_separable_aspp_into_ksac`), and the rule in words.
+    derived_from: tuple[str, ...] = ()
+    derive: Callable[[list[np.ndarray]], np.ndarray] | None = None
+    rule: str = ""
 
     @property
     def ours(self) -> str:
@@ -224,7 +235,10 @@ def tf1_mapping(model: keras.Model) -> list[Mapping]:
 
     Raises AssertionError if two weights map to the same name (the table is wrong).
     """
-    aspp_rates = [m.group(1) for layer in model.layers if (m := re.fullmatch(r"head_aspp_rate(\d+)", layer.name))]
+    # Rates in the model's order, from regular (`head_aspp_rate6`) or separable (`head_aspp_rate6_depthwise`) branches.
+    aspp_rates = list(dict.fromkeys(
+        m.group(1) for layer in model.layers if (m := re.fullmatch(r"head_aspp_rate(\d+)(_depthwise)?", layer.name))
+    ))  # fmt: skip
     rules = [(re.compile(pattern), scope, part) for pattern, scope, part in LAYER_RULES]
     mappings = []
     for layer in model.layers:
@@ -254,10 +268,60 @@ def tf1_mapping(model: keras.Model) -> list[Mapping]:
                     to_ours, to_tf1 = _concat_transforms(int(model.get_layer("head_pool_conv").filters))
                 mappings.append(Mapping(weight, name, part, to_ours, to_tf1, epsilons))
             break
+    mappings = _deeplab_separable_aspp_into_ksac(model, mappings)
     names = [m.tf1_name for m in mappings]
     duplicates = {n for n in names if names.count(n) > 1}
     assert not duplicates, f"two weights map to the same TF1 names: {sorted(duplicates)}"
     return mappings
+
+
+def _deeplab_separable_aspp_into_ksac(model: keras.Model, mappings: list[Mapping]) -> list[Mapping]:
+    """Adds to a separable KSAC model's mappings how DeepLab's separable ASPP initialises it.
+
+    DeepLab has no shared kernels; its rate branches `aspp{i}_depthwise` / `aspp{i}_pointwise` are the same
+    computation with a kernel per rate. The rule (stated in the import report, `derived`):
+    - the shared depthwise and pointwise kernels are the MEAN of the branches' kernels;
+    - rate i's two BatchNorms are `aspp{i}_depthwise/BatchNorm` and `aspp{i}_pointwise/BatchNorm` as they are;
+    - the projection reads [1x1, KSAC sum, image pooling] where DeepLab's reads [pool, aspp0, aspp1..n]:
+      its KSAC input block is the mean of DeepLab's n rate blocks (the sum of n branches then weighs like
+      one branch of DeepLab's, which was trained on n).
+    Only where the file lacks our own names (`ksac/...`, written by `export_tf1_checkpoint`).
+    """
+    layer = next((l for l in model.layers if l.name == "head_ksac" and hasattr(l, "pointwise_kernel")), None)
+    if layer is None:
+        return mappings
+    from zoo.layers import SharedSeparableAtrousConv2D  # noqa: F401  (the layer the attributes above belong to)
+
+    n = len(layer.rates)
+
+    def mean(values: list[np.ndarray]) -> np.ndarray:
+        return np.mean(np.stack([np.asarray(v, np.float64) for v in values]), axis=0).astype(values[0].dtype)
+
+    def projection(values: list[np.ndarray]) -> np.ndarray:
+        (value,) = values
+        blocks = np.split(value, 2 + n, axis=2)  # [pool, aspp0, aspp1..n]
+        return np.concatenate([blocks[1], mean(blocks[2:]), blocks[0]], axis=2)
+
+    rate_index = {rate: i for i, rate in enumerate(layer.rates, 1)}
+    out = []
+    for m in mappings:
+        parts = m.ours.split("/")
+        if m.ours.startswith("head_ksac/") and parts[-1] in ("depthwise_kernel", "pointwise_kernel"):
+            kind = parts[-1].split("_")[0]
+            leaf = "depthwise_weights" if kind == "depthwise" else "weights"
+            sources = tuple(f"aspp{i}_{kind}/{leaf}" for i in range(1, n + 1))
+            m = dataclasses.replace(m, derived_from=sources, derive=mean,
+                                    rule=f"mean of aspp1..{n}_{kind}/{leaf} (DeepLab's rate branches)")  # fmt: skip
+        elif m.ours.startswith("head_ksac/bn_rate"):
+            rate, kind = re.fullmatch(r"bn_rate(\d+)_(depthwise|pointwise)", parts[-2]).groups()
+            source = f"aspp{rate_index[int(rate)]}_{kind}/BatchNorm/{WEIGHT_NAMES[parts[-1]]}"
+            to_ours = m.to_ours or (lambda value: value)  # a moving variance's epsilon shift, where there is one
+            m = dataclasses.replace(m, derived_from=(source,), derive=lambda values, f=to_ours: f(values[0]), rule=source)
+        elif m.ours == "head_projection/kernel":
+            m = dataclasses.replace(m, derived_from=("concat_projection/weights",), derive=projection,
+                                    rule=f"concat_projection/weights, KSAC block = mean of its {n} rate blocks")  # fmt: skip
+        out.append(m)
+    return out
 
 
 def _resolve(path: str) -> str:
@@ -276,6 +340,13 @@ def read_checkpoint(prefix: str) -> tf.train.CheckpointReader:
         return tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, ValueError) as error:
         raise WeightsImportError(f"cannot read the TF1 checkpoint {prefix}: {_reason(error)}") from None
+
+
+def _read(reader: tf.train.CheckpointReader, prefix: str, name: str) -> np.ndarray:
+    try:
+        return reader.get_tensor(name)
+    except tf.errors.OpError as error:  # e.g. a .data file missing or cut short
+        raise WeightsImportError(f"cannot read tensor {name} of the TF1 checkpoint {prefix}: {_reason(error)}") from None
 
 
 def _reason(error: Exception) -> str:
@@ -305,10 +376,18 @@ def load_tf1_checkpoint(model: keras.Model, path: str) -> ImportReport:
     report = ImportReport(prefix, TF1_CHECKPOINT)
     values: list[tuple[Mapping, np.ndarray]] = []
     skipped_scopes = set()  # TF1 scopes of head convolutions skipped for their shape
+    derived_sources: set[str] = set()
     for m in mappings:
-        if m.tf1_name not in shapes:
+        theirs, ours = shapes.get(m.tf1_name), tuple(m.weight.shape)
+        if theirs != ours and m.derive is not None and all(name in shapes for name in m.derived_from):
+            value = m.derive([_read(reader, prefix, name) for name in m.derived_from])
+            if tuple(value.shape) == ours:
+                values.append((m, value))  # `derive` gives our layout itself
+                derived_sources.update(m.derived_from)
+                report.derived.append(f"{m.ours} <- {m.rule}")
+                continue
+        if theirs is None:
             continue
-        theirs, ours = shapes[m.tf1_name], tuple(m.weight.shape)
         if theirs != ours:
             if m.part == "backbone":
                 raise ShapeMismatchError(
@@ -322,10 +401,7 @@ def load_tf1_checkpoint(model: keras.Model, path: str) -> ImportReport:
             report.skipped.append(f"{m.tf1_name} -> {m.ours}: {reason}")
             skipped_scopes.add(m.tf1_name.rsplit("/", 1)[0])
             continue
-        try:
-            value = reader.get_tensor(m.tf1_name)
-        except tf.errors.OpError as error:  # e.g. a .data file missing or cut short
-            raise WeightsImportError(f"cannot read tensor {m.tf1_name} of the TF1 checkpoint {prefix}: {_reason(error)}") from None
+        value = _read(reader, prefix, m.tf1_name)
         values.append((m, m.to_ours(value) if m.to_ours else value))
     # The BatchNorm of a skipped head convolution is skipped too: statistics of another kernel are no use.
     for scope in sorted(skipped_scopes):
@@ -344,7 +420,7 @@ def load_tf1_checkpoint(model: keras.Model, path: str) -> ImportReport:
     for m, value in values:
         m.weight.assign(value.astype(m.weight.dtype.as_numpy_dtype))
     report.matched = [(m.ours, m.tf1_name) for m, _ in values]
-    used = {m.tf1_name for m, _ in values}
+    used = {m.tf1_name for m, _ in values if not m.derived_from or m.tf1_name in shapes} | derived_sources
     report.unused = sorted(name for name in shapes if name not in used)
     return report.finish(model)
 

@@ -63,6 +63,8 @@ class ImportReport:
         left_at_init: our weights that kept their initial values.
         unused: source tensors that were not copied anywhere.
         skipped: one line per deliberate skip, with its reason (e.g. another class count).
+        derived: one line per weight of ours computed from other tensors by a stated rule (DeepLab's
+            separable ASPP into separable KSAC: the shared kernels are the mean of the rate branches').
         layers_matched: layers that received weights (HDF5 and .keras imports).
         layers_total: layers of the model that have weights.
     """
@@ -73,6 +75,7 @@ class ImportReport:
     left_at_init: list[str] = dataclasses.field(default_factory=list)
     unused: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)
+    derived: list[str] = dataclasses.field(default_factory=list)
     layers_matched: int = 0
     layers_total: int = 0
 
@@ -102,6 +105,9 @@ class ImportReport:
                 more = f" ... and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
                 lines.append(f"  {label}: {shown}{more}")
         lines += [f"  skipped: {line}" for line in self.skipped]
+        lines += [f"  derived: {line}" for line in self.derived[:_SHOWN]]
+        if len(self.derived) > _SHOWN:
+            lines.append(f"  derived: ... and {len(self.derived) - _SHOWN} more (ImportReport.derived lists them all)")
         return "\n".join(lines)
 
 
