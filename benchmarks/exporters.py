@@ -11,9 +11,8 @@ from typing import Any, NamedTuple
 
 import tf_keras as keras
 
-from inference.description import PRECISIONS
+from inference.description import EXPORTERS, PRECISIONS  # noqa: F401  (EXPORTERS: defined once, there)
 
-EXPORTERS = ("ksac-aware", "naive")
 
 
 class Exported(NamedTuple):

@@ -58,7 +58,8 @@ def summary_ratios(rows: Iterable[Row]) -> list[dict[str, Any]]:
     holds fixed, and the ratios (`bytes_ratio`, `latency_ratio` of medians,
     `memory_ratio` of `model_mem_mb`, or `speedup`):
 
-    - "ksac/aspp": a KSAC model over its ASPP twin, same exporter, precision, threads.
+    - "ksac/aspp": a KSAC model over its ASPP twin (separable over separable), same exporter, precision, threads.
+    - "separable/regular": a separable-pyramid model over the regular one of the same backbone and head.
     - "ksac-aware/naive": the project's exporter over plain TFLiteConverter, same file otherwise.
     - "fp32/int8 latency": the int8 speed-up (fp32 median latency over int8's).
     - "os8/os16": output stride 8 over 16 (how much slower and bigger OS 8 is).
@@ -79,11 +80,22 @@ def summary_ratios(rows: Iterable[Row]) -> list[dict[str, Any]]:
             ratios.update(gpu_software=True, note=SOFTWARE_RATIO_NOTE)
         out.append({"comparison": comparison, **fixed, **ratios})
 
-    for a, b in _pairs(
-        ok, lambda r: r["model"].endswith("_ksac"), lambda r: {"model": r["model"][: -len("_ksac")] + "_aspp"}
+    for a, b in _pairs(  # regular KSAC over regular ASPP, separable KSAC over separable ASPP
+        ok, lambda r: "_ksac" in r["model"], lambda r: {"model": r["model"].replace("_ksac", "_aspp")}
     ):
         entry(
             "ksac/aspp",
+            a,
+            b,
+            bytes_ratio=_ratio(a["bytes"], b["bytes"]),
+            latency_ratio=_ratio(a["latency_ms_p50"], b["latency_ms_p50"]),
+            memory_ratio=_ratio(a.get("model_mem_mb"), b.get("model_mem_mb")),
+        )
+    for a, b in _pairs(
+        ok, lambda r: r["model"].endswith("_separable"), lambda r: {"model": r["model"].removesuffix("_separable")}
+    ):
+        entry(
+            "separable/regular",
             a,
             b,
             bytes_ratio=_ratio(a["bytes"], b["bytes"]),

@@ -28,7 +28,7 @@ from configs import QUICK_BENCHMARK, BenchmarkConfig, ConfigError, read_file, re
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = BenchmarkConfig()
 # argparse dests that set a BenchmarkConfig field of the same name (None: not given).
-FLAGS = ("models", "precisions", "threads", "input_size", "output_stride", "device", "trained", "out", "json")
+FLAGS = ("models", "precisions", "exporters", "threads", "input_size", "output_stride", "device", "trained", "out", "json")
 GPU_NOTE = (
     "each file runs in its own child process (inference.gpu); on a software adapter (llvmpipe...: a CPU "
     "emulating a GPU) the rows are correctness checks, reported apart, and their latencies are not GPU speed"
@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv("precision"),
         default=None,
         help=f"comma-separated precisions among fp32,fp16,int8 (default: {','.join(DEFAULTS.precisions)})",
+    )
+    parser.add_argument(
+        "--exporters",
+        type=_csv("exporter"),
+        default=None,
+        help=f"comma-separated exporters among ksac-aware,naive (default: {','.join(DEFAULTS.exporters)}); "
+        "naive is the plain TFLiteConverter baseline",
     )
     parser.add_argument(
         "--threads",
@@ -145,6 +152,7 @@ def resolve_args(argv: Sequence[str] | None = None) -> BenchmarkConfig:
         parser.error(str(error))
     config.models = list(dict.fromkeys(config.models))
     config.precisions = list(dict.fromkeys(config.precisions))
+    config.exporters = list(dict.fromkeys(config.exporters))
     config.threads = sorted(set(config.threads))
     config.output_stride = sorted(set(config.output_stride))
     if config.out is None:
@@ -214,14 +222,14 @@ def convert_all(args: BenchmarkConfig, model_overrides: dict[str, Any] | None, t
              f"{args.trained} (--models, --input-size and --output-stride are taken from the model)")
     else:
         plan = [(m, s) for m in args.models for s in args.output_stride]
-    total = len(plan) * len(args.precisions) * 2
+    total = len(plan) * len(args.precisions) * len(args.exporters)
     done = 0
     for name, stride in plan:
         model = trained if trained is not None else benchmark_model(name, args.input_size, stride,
                                                                     overrides=model_overrides)
         params, macs = int(model.count_params()), int(count_macs(model))
         for precision in args.precisions:
-            for exporter in ("ksac-aware", "naive"):
+            for exporter in args.exporters:
                 done += 1
                 _log(f"[{done}/{total}] converting {name} OS{stride} {precision} ({exporter}) ...")
                 entry = {"model": name, "output_stride": stride, "precision": precision, "exporter": exporter,

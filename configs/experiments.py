@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from configs.engine import ConfigError
-from inference.description import PRECISIONS
+from inference.description import EXPORTERS, PRECISIONS
 from zoo.registry import DEFAULT_INPUT_SIZE, OUTPUT_STRIDES, build_model, default_rates, list_models, model_spec
 
 # Keras mixed-precision policies train.py offers (`none`: float32 throughout).
@@ -195,6 +195,7 @@ class BenchmarkConfig:
 
     models: list[str] = field(default_factory=lambda: ["mobilenetv2_ksac", "mobilenetv2_aspp"])
     precisions: list[str] = field(default_factory=lambda: list(PRECISIONS))
+    exporters: list[str] = field(default_factory=lambda: list(EXPORTERS))  # ksac-aware, naive
     threads: list[int] = field(default_factory=lambda: [1, 2])
     input_size: int = DEFAULT_INPUT_SIZE
     output_stride: list[int] = field(default_factory=lambda: [16])
@@ -216,6 +217,9 @@ class BenchmarkConfig:
         for precision in self.precisions:
             if precision not in PRECISIONS:
                 raise ConfigError(f"unknown precision {precision!r} in --precisions; valid: {', '.join(PRECISIONS)}")
+        for exporter in self.exporters:
+            if exporter not in EXPORTERS:
+                raise ConfigError(f"unknown exporter {exporter!r} in --exporters; valid: {', '.join(EXPORTERS)}")
         for count in self.threads:
             if count < 1:
                 raise ConfigError(f"--threads values must be at least 1, got {count}")

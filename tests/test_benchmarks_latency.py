@@ -57,6 +57,23 @@ def test_measure_interleaved_times_every_model(tiny_tflite):
     assert all(s.runs == 3 for s in stats.values())
 
 
+@pytest.mark.slow
+def test_time_split_cuts_a_file_after_the_backbone_and_before_the_upsampling(tiny_tflite, one_conv_tflite):
+    from benchmarks.time_split import cut_at
+    from inference.runtime import TFLiteModel
+
+    outputs = {}
+    for part in ("backbone", "head"):
+        model = TFLiteModel(cut_at(tiny_tflite, part), device="cpu", threads=1)
+        model.set_random_inputs(seed=0)
+        model.invoke()
+        outputs[part] = model.get_output_raw(0)
+    assert outputs["backbone"].shape[:3] == (1, 5, 5) and outputs["backbone"].shape[3] > 3  # the 5x5 features of a 65 input
+    assert outputs["head"].shape == (1, 5, 5, 21)  # the tiny model's logits, before the upsampling
+    with pytest.raises(ValueError, match="no MEAN op"):
+        cut_at(one_conv_tflite, "backbone")
+
+
 def test_latency_rejects_bad_counts(one_conv_tflite):
     from benchmarks.latency import measure_latency
 

@@ -76,6 +76,18 @@ def test_summary_ratios_pair_rows_of_the_same_run():
     assert ratios["os8/os16"]["memory_ratio"] == pytest.approx(4.0)
 
 
+def test_summary_ratios_compare_separable_pyramids_with_regular_ones_and_with_each_other():
+    rows = [
+        _row(),
+        _row(model="mobilenetv2_ksac_separable", bytes=2_000_000, latency_ms_p50=8.0),
+        _row(model="mobilenetv2_aspp_separable", bytes=2_500_000, latency_ms_p50=8.0),
+    ]
+    found = {(r["comparison"], r["model"]): r for r in summary_ratios(rows)}
+    assert sorted(found) == [("ksac/aspp", "mobilenetv2_ksac_separable"), ("separable/regular", "mobilenetv2_ksac_separable")]
+    assert found["separable/regular", "mobilenetv2_ksac_separable"]["latency_ratio"] == pytest.approx(0.8)
+    assert found["ksac/aspp", "mobilenetv2_ksac_separable"]["bytes_ratio"] == pytest.approx(0.8)
+
+
 def test_summary_ratios_skip_rows_that_did_not_run():
     rows = [_row(), _row(model="mobilenetv2_aspp", status="unavailable", reason="x", latency_ms_p50=None)]
     assert summary_ratios(rows) == []

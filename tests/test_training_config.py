@@ -206,6 +206,7 @@ def test_resume_with_an_empty_section_in_the_config_file(tmp_path):
     ("BenchmarkConfig", {"output_stride": [12]}, "--output-stride 12 is not one of 8, 16, 32"),
     ("BenchmarkConfig", {"device": "tpu"}, "device must be cpu or gpu, got 'tpu'"),
     ("BenchmarkConfig", {"input_size": 32}, "--input-size must be at least 33, got 32"),
+    ("BenchmarkConfig", {"exporters": ["stock"]}, "unknown exporter 'stock' in --exporters; valid: ksac-aware, naive"),
 ])  # fmt: skip
 def test_each_config_validates_its_values_when_resolved(cls, layer, message):
     import re
