@@ -85,8 +85,48 @@ def check_rates(rates: Sequence[int]) -> tuple[int, ...]:
     return values
 
 
+class _SharedKernelPyramid(keras.layers.Layer):
+    """What both KSAC pyramids hold: filters, rates, kernel size, and per-rate BatchNorms with (by default)
+    non-negative gammas; their output shape and config. Subclasses create the kernels and the call."""
+
+    def __init__(
+        self,
+        filters: int,
+        rates: Sequence[int] = (6, 12, 18),
+        kernel_size: int = 3,
+        non_negative_scale: bool = True,
+        sync_batchnorm: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.rates = check_rates(rates)
+        self.kernel_size = int(kernel_size)
+        self.non_negative_scale = bool(non_negative_scale)
+        self.sync_batchnorm = bool(sync_batchnorm)
+
+    def _branch_norm(self, name: str) -> keras.layers.BatchNormalization:
+        """A BatchNorm of one rate's branch: DeepLab's settings, gamma >= 0 unless `non_negative_scale=False`."""
+        constraint = keras.constraints.NonNeg() if self.non_negative_scale else None
+        return batch_norm(name, sync=self.sync_batchnorm, gamma_constraint=constraint)
+
+    def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
+        return tf.TensorShape(input_shape)[:-1].concatenate([self.filters])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            rates=list(self.rates),
+            kernel_size=self.kernel_size,
+            non_negative_scale=self.non_negative_scale,
+            sync_batchnorm=self.sync_batchnorm,
+        )
+        return config
+
+
 @keras.utils.register_keras_serializable(package=PACKAGE)
-class SharedAtrousConv2D(keras.layers.Layer):
+class SharedAtrousConv2D(_SharedKernelPyramid):
     """Kernel-Sharing Atrous Convolution (KSAC) pyramid: one 3x3 kernel, many rates.
 
     Computes `sum_r ReLU(BN_r(conv(x, K, dilation=r)))` (the paper's Algorithm 1):
@@ -128,17 +168,8 @@ class SharedAtrousConv2D(keras.layers.Layer):
         # Models saved before weight decay moved to the trainer carry `kernel_regularizer: None`.
         if kwargs.pop("kernel_regularizer", None) is not None:
             raise ValueError("SharedAtrousConv2D takes no kernel_regularizer; see training.losses.decayed_variables")
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.rates = check_rates(rates)
-        self.kernel_size = int(kernel_size)
-        self.non_negative_scale = bool(non_negative_scale)
-        self.sync_batchnorm = bool(sync_batchnorm)
-        constraint = keras.constraints.NonNeg() if self.non_negative_scale else None
-        self.batch_norms = [
-            batch_norm(f"bn_rate{rate}", sync=self.sync_batchnorm, gamma_constraint=constraint)
-            for rate in self.rates
-        ]
+        super().__init__(filters, rates, kernel_size, non_negative_scale, sync_batchnorm, **kwargs)
+        self.batch_norms = [self._branch_norm(f"bn_rate{rate}") for rate in self.rates]
 
     def build(self, input_shape: tf.TensorShape) -> None:
         in_channels = int(input_shape[-1])
@@ -165,23 +196,10 @@ class SharedAtrousConv2D(keras.layers.Layer):
             outputs = branch if outputs is None else outputs + branch
         return outputs
 
-    def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
-        return tf.TensorShape(input_shape)[:-1].concatenate([self.filters])
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            filters=self.filters,
-            rates=list(self.rates),
-            kernel_size=self.kernel_size,
-            non_negative_scale=self.non_negative_scale,
-            sync_batchnorm=self.sync_batchnorm,
-        )
-        return config
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
-class SharedSeparableAtrousConv2D(keras.layers.Layer):
+class SharedSeparableAtrousConv2D(_SharedKernelPyramid):
     """Separable KSAC pyramid: one depthwise and one pointwise kernel shared by every rate.
 
     Per rate r, DeepLab's separable branch (`split_separable_conv2d`) with the kernels shared:
@@ -227,19 +245,9 @@ class SharedSeparableAtrousConv2D(keras.layers.Layer):
         sync_batchnorm: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.rates = check_rates(rates)
-        self.kernel_size = int(kernel_size)
-        self.non_negative_scale = bool(non_negative_scale)
-        self.sync_batchnorm = bool(sync_batchnorm)
-        constraint = keras.constraints.NonNeg() if self.non_negative_scale else None
-
-        def norm(name: str) -> keras.layers.BatchNormalization:
-            return batch_norm(name, sync=self.sync_batchnorm, gamma_constraint=constraint)
-
-        self.depthwise_batch_norms = [norm(f"bn_rate{rate}_depthwise") for rate in self.rates]
-        self.pointwise_batch_norms = [norm(f"bn_rate{rate}_pointwise") for rate in self.rates]
+        super().__init__(filters, rates, kernel_size, non_negative_scale, sync_batchnorm, **kwargs)
+        self.depthwise_batch_norms = [self._branch_norm(f"bn_rate{rate}_depthwise") for rate in self.rates]
+        self.pointwise_batch_norms = [self._branch_norm(f"bn_rate{rate}_pointwise") for rate in self.rates]
 
     @property
     def batch_norms(self) -> list[keras.layers.BatchNormalization]:
@@ -281,19 +289,6 @@ class SharedSeparableAtrousConv2D(keras.layers.Layer):
             outputs = branch if outputs is None else outputs + branch
         return outputs
 
-    def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
-        return tf.TensorShape(input_shape)[:-1].concatenate([self.filters])
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            filters=self.filters,
-            rates=list(self.rates),
-            kernel_size=self.kernel_size,
-            non_negative_scale=self.non_negative_scale,
-            sync_batchnorm=self.sync_batchnorm,
-        )
-        return config
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
