@@ -9,7 +9,7 @@ WEB_NPM_STAMP := web_demo/node_modules/.installed
 # pip's wheel cache lives outside the clone (~/.cache/pip), so a fresh clone reinstalls quickly.
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: venv mediapipe-venv demo test test-onednn-other clean web-demo web-test web-test-chromium
+.PHONY: venv mediapipe-venv arm-env demo test test-onednn-other clean web-demo web-test web-test-chromium
 
 venv: $(STAMP)
 
@@ -31,12 +31,24 @@ $(MP_STAMP): benchmarks/mediapipe-requirements.txt
 	$(MP_VENV)/bin/python -m pip install $(PIP_FLAGS) -r benchmarks/mediapipe-requirements.txt
 	@touch $(MP_STAMP)
 
+# LiteRT's ARM64 build under qemu-user (inference/arm.py): Debian's ARM64 CPython and the aarch64
+# ai-edge-litert wheel, unpacked into .arm-env/ (inference/arm_env.py). Needs qemu-user-static 10+ and
+# dpkg's arm64 architecture, which .ci/system-packages sets up; without them it says what is missing.
+ARM_ENV ?= .arm-env
+ARM_STAMP := $(ARM_ENV)/manifest.json
+
+arm-env: $(ARM_STAMP)
+
+$(ARM_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m inference.arm_env --out $(ARM_ENV) --force
+
 demo: venv
 	$(PY) -m demo
 
 # The web demo's npm packages (Ajv, for the description-schema test) where npm exists; without Node
 # that test says it skipped and why.
-test: venv mediapipe-venv $(if $(shell command -v npm),$(WEB_NPM_STAMP))
+# The ARM64 environment where qemu-user is installed; without it the ARM64 tests fail with the reason.
+test: venv mediapipe-venv $(if $(shell command -v npm),$(WEB_NPM_STAMP)) $(if $(shell command -v qemu-aarch64-static),$(ARM_STAMP))
 	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15 tests
 
 # The tests that train (marked `trains`) once more with oneDNN the other way round from this machine's
@@ -50,7 +62,7 @@ test-onednn-other: venv
 	TF_ENABLE_ONEDNN_OPTS=$$other $(PY) -m pytest -q -n 2 --dist loadgroup --durations=10 -m trains tests
 
 clean:
-	rm -rf $(VENV) $(MP_VENV) runs .pytest_cache
+	rm -rf $(VENV) $(MP_VENV) $(ARM_ENV) $(ARM_ENV).partial runs .pytest_cache
 
 # The web demo (web_demo/, issue 15): the exported .tflite in the browser with MediaPipe Tasks'
 # ImageSegmenter (WASM CPU), npm packages pinned in web_demo/package-lock.json, served from web_demo/.

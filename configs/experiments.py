@@ -179,6 +179,7 @@ class ExportConfig:
     calibration_steps: int = 100
     parity_images: int = 8
     check_gpu: bool = False  # also run the file on LiteRT's GPU accelerator against LiteRT CPU
+    check_arm: bool = False  # also run the file in LiteRT's ARM64 build under emulation (inference/arm.py)
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:

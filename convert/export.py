@@ -56,6 +56,8 @@ from convert.tflite_metadata import (
     metadata_refusal,
     model_metadata,
 )
+from inference.arm import CPUS as ARM_CPUS
+from inference.arm import ArmEnvironment, ArmEnvironmentMissing, check_files
 from inference.description import PRECISIONS
 from zoo import atrous
 from zoo.heads import is_ksac
@@ -137,6 +139,7 @@ def export_tflite(
     parity_images: int = 8,
     activation_ranges: Mapping[str, tuple[float, float]] | None = None,
     check_gpu: bool = False,
+    check_arm: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> ExportResult:
     """Converts a zoo model to a `.tflite` flatbuffer and reports on it.
@@ -157,6 +160,9 @@ def export_tflite(
         activation_ranges: int8 only: (min, max) per activation, keyed as in
             `convert.activation_ranges` (e.g. from `quantize.calibrate.qat_activation_ranges`);
             they replace the calibrated ranges of the tensors they name, the others keep theirs.
+        check_arm: also run the file in LiteRT's ARM64 build under emulation (`inference.arm`, every CPU
+            model) on the parity images against x86 LiteRT (report fields `arm_*`); ExportError before
+            converting when the environment is missing (`make arm-env`).
         check_gpu: also run the file on LiteRT's GPU accelerator and compare it with LiteRT's
             CPU on the parity images (report fields `gpu_*`, see `gpu_check`).
         log: called with progress messages.
@@ -170,6 +176,12 @@ def export_tflite(
     if output not in OUTPUTS:
         raise ExportError(f"unknown output {output!r}; valid: {', '.join(OUTPUTS)}")
     description = describe(model)
+    arm_env = None
+    if check_arm:
+        try:
+            arm_env = ArmEnvironment.find()
+        except ArmEnvironmentMissing as error:
+            raise ExportError(f"--check-arm: {error}") from None
     size = input_shape(model, input_size)
     data = calibration or description.data or "synthetic"
     normalization = description.normalization
@@ -269,7 +281,7 @@ def export_tflite(
         report["shared_kernel_buffers_per_kernel"] = {kind: len(b) for kind, b in pyramid_buffers(flatbuffer, rates).items()}
         report["negative_scale_channels"] = negative_scale_channels(model)
     report["convert_seconds"] = round(time.perf_counter() - started, 2)
-    images = list(eval_images(data, "val", size, normalization, parity_images)) if check_parity or check_gpu else []
+    images = list(eval_images(data, "val", size, normalization, parity_images)) if check_parity or check_gpu or check_arm else []
     if check_parity:
         log(f"checking parity on {parity_images} {data} val images")
         if naive or size != description.input_size:
@@ -282,5 +294,22 @@ def export_tflite(
     if check_gpu:
         log(f"checking the file on the GPU accelerator against LiteRT CPU on {len(images)} {data} val images")
         report.update(gpu_check(tflite, images))
+    if check_arm:
+        log(f"checking the file on LiteRT's ARM64 kernels (emulated {', '.join(ARM_CPUS)}) against x86 LiteRT on {len(images)} {data} val images")
+        report.update(arm_check(tflite, images, arm_env, log))
     report["seconds"] = round(time.perf_counter() - started, 2)
     return ExportResult(tflite=tflite, report=report)
+
+
+def arm_check(tflite: bytes, images: list[np.ndarray], env: ArmEnvironment, log: Callable[[str], None]) -> dict[str, Any]:
+    """The report fields of `--check-arm`: `arm_argmax_agreement` (percent, the minimum over the CPU models),
+    `arm_max_abs_diff` (the maximum), `arm_cpus`, `arm_litert` and `arm_by_cpu` (each CPU model's figures)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ksac-export-arm-") as folder:
+        path = f"{folder}/model.tflite"
+        with open(path, "wb") as f:
+            f.write(tflite)
+        result = check_files([path], ARM_CPUS, env=env, log=log, inputs=np.stack(images))[0]
+    return {"arm_argmax_agreement": result["argmax_agreement"], "arm_max_abs_diff": result["max_abs_diff"],
+            "arm_cpus": list(result["cpus"]), "arm_litert": result["litert_arm64"], "arm_by_cpu": result["cpus"]}  # fmt: skip

@@ -21,11 +21,15 @@ def format_report(reports: list[dict]) -> str:
         ("GPU fully accelerated", lambda r: _gpu(r, "gpu_fully_accelerated", lambda v: "yes" if v else "no")),
         ("GPU arg-max agreement", lambda r: _gpu(r, "gpu_argmax_agreement", lambda v: f"{v:.3f}%")),
         ("GPU adapter", lambda r: _gpu(r, "gpu_adapter", lambda v: v.split(" (")[0] + (" (software)" if r.get("gpu_software") else ""))),
+        ("ARM64 arg-max (emul.)", lambda r: f"{r['arm_argmax_agreement']:.3f}%" if "arm_argmax_agreement" in r else "-"),
+        ("ARM64 max |diff|", lambda r: f"{r['arm_max_abs_diff']:.3g}" if "arm_max_abs_diff" in r else "-"),
         ("standard metadata", lambda r: {True: "yes", False: "no"}.get(r.get("standard_metadata"), "-")),
         ("seconds", lambda r: r["seconds"]),
     ]
     if not any("gpu_fully_accelerated" in r for r in reports):
         rows = [row for row in rows if not row[0].startswith("GPU ")]
+    if not any("arm_argmax_agreement" in r for r in reports):
+        rows = [row for row in rows if not row[0].startswith("ARM64 ")]
     lines = []
     for label, get in rows:
         lines.append(f"{label:<24}" + "".join(f"{str(get(r)):>16}" for r in reports))

@@ -30,6 +30,7 @@ FLAGS = {
     "calibration_steps": "export.calibration_steps",
     "parity_images": "export.parity_images",
     "check_gpu": "export.check_gpu",
+    "check_arm": "export.check_arm",
 }
 
 
@@ -83,6 +84,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run the file on LiteRT's GPU accelerator (in a child process, fp16 arithmetic as its default) and "
         "report gpu_fully_accelerated, gpu_argmax_agreement (percent of pixels equal to LiteRT CPU's arg-max on the "
         "parity images) and gpu_adapter; with no adapter, gpu_fully_accelerated is null and gpu_reason says why",
+    )
+    parser.add_argument(
+        "--check-arm",
+        action="store_const",
+        const=True,
+        help="also run the file in LiteRT's ARM64 build under qemu-user (`make arm-env`; inference/arm.py) on the "
+        "cortex-a53, cortex-a76 and max CPU models, on the parity images, and report arm_argmax_agreement (percent "
+        "of pixels equal to x86 LiteRT's arg-max, the minimum over the CPU models), arm_max_abs_diff and arm_cpus",
     )
     args = parser.parse_args(argv)
     for name in ("calibration_steps", "parity_images", "input_size"):
@@ -154,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = export_tflite(
             model, precision, input_size=export.input_size, output=export.output, int8_io=export.int8_io,
-            check_gpu=export.check_gpu, **options
+            check_gpu=export.check_gpu, check_arm=export.check_arm, **options
         )
         reports = [result.report]
         if args.compare_naive:
