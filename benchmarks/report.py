@@ -167,6 +167,7 @@ COLUMNS = (
     ("achieved_macs_per_s", "GMAC/s", (".1f", 1e9)),
     ("peak_fraction", "% of peak", (".1%", 1.0)),
     ("miou", "mIoU (%)", (".2f", 1.0)),
+    ("arm_argmax_agreement", "ARM64 kernels (emulated): agreement (%)", (".2f", 1.0)),
     ("status", "status", None),
 )
 

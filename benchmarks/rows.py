@@ -54,6 +54,9 @@ EXTRA_FIELDS = (
     "argmax_agreement_vs_cpu",  # percent of pixels whose arg-max on the GPU equals LiteRT CPU's (smooth input)
     "max_abs_diff_vs_cpu",  # max |GPU - CPU| of float outputs on that input
     "note",  # a caveat on how the row was measured, e.g. "software GPU (llvmpipe): correctness only; 3 timed runs"
+    # --check-arm: the file on LiteRT's ARM64 kernels under emulation (inference/arm.py) against x86 LiteRT
+    "arm_argmax_agreement",  # percent of pixels with the same arg-max, the minimum over the emulated CPU models
+    "arm_max_abs_diff",  # the largest output difference over them
 )
 
 FIELDS = REQUIRED_FIELDS + EXTRA_FIELDS

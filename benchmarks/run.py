@@ -28,7 +28,8 @@ from configs import QUICK_BENCHMARK, BenchmarkConfig, ConfigError, read_file, re
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = BenchmarkConfig()
 # argparse dests that set a BenchmarkConfig field of the same name (None: not given).
-FLAGS = ("models", "precisions", "exporters", "threads", "input_size", "output_stride", "device", "trained", "out", "json")
+FLAGS = ("models", "precisions", "exporters", "threads", "input_size", "output_stride", "device", "trained", "check_arm",
+         "out", "json")
 GPU_NOTE = (
     "each file runs in its own child process (inference.gpu); on a software adapter (llvmpipe...: a CPU "
     "emulating a GPU) the rows are correctness checks, reported apart, and their latencies are not GPU speed"
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="DIR", default=None, help="output folder (default: benchmarks/results/<timestamp>/)"
     )
     parser.add_argument("--json", metavar="FILE", default=None, help="also write the JSON rows to FILE")
+    parser.add_argument("--check-arm", action="store_const", const=True, default=None,
+                        help="also run every file on LiteRT's ARM64 kernels under qemu-user (`make arm-env`; inference/arm.py) "
+                        "against x86 LiteRT: column 'ARM64 kernels (emulated): agreement' (correctness, never a speed)")  # fmt: skip
     return parser
 
 
@@ -139,6 +143,13 @@ def resolve_args(argv: Sequence[str] | None = None) -> BenchmarkConfig:
                          where=f"{args.config}: benchmark" if args.config else "benchmark")
     except ConfigError as error:
         parser.error(str(error))
+    if config.check_arm:
+        from inference.arm import ArmEnvironment, ArmEnvironmentMissing
+
+        try:
+            ArmEnvironment.find()
+        except ArmEnvironmentMissing as error:
+            parser.error(f"--check-arm: {error}")
     if config.trained is not None and not (Path(config.trained) / "model.keras").is_file():
         parser.error(f"--trained {config.trained!r}: no model.keras in that folder")
     from common.files import check_output_path
@@ -333,6 +344,22 @@ def measure_cpu(
     return rows
 
 
+def add_arm_agreement(entries: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+    """Sets `arm_argmax_agreement` and `arm_max_abs_diff` on every row of each converted file: the file on
+    LiteRT's ARM64 kernels under emulation against x86 LiteRT (inference/arm.py, every CPU model, one frame)."""
+    from inference.arm import check_files
+
+    files = [e["file"] for e in entries if "file" in e]
+    if not files:
+        return
+    _log(f"checking {len(files)} file(s) on LiteRT's ARM64 kernels under emulation (correctness, not speed) ...")
+    by_file = {report["file"]: report for report in check_files(files, frames=1, log=_log)}
+    for row in rows:
+        report = by_file.get(row.get("file"))
+        if report is not None:
+            row.update(arm_argmax_agreement=report["argmax_agreement"], arm_max_abs_diff=report["max_abs_diff"])
+
+
 def measure_gpu(args: BenchmarkConfig, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Checks and times every file on the LiteRT GPU accelerator (`inference.gpu.gpu_report`, a child per file).
 
@@ -502,6 +529,8 @@ def main(argv: Sequence[str] | None = None, *, model_overrides: dict[str, Any] |
             meta["gpu_adapter"] += " (software: a CPU emulating a GPU; its latencies are not GPU speed)"
     rows += error_rows(args, entries)
     add_miou(entries, rows, trained=args.trained is not None)
+    if args.check_arm:
+        add_arm_agreement(entries, rows)
     check_rows(rows)
     meta["load_average_end"] = _load()
     meta["seconds"] = round(time.perf_counter() - started, 1)

@@ -202,6 +202,7 @@ class BenchmarkConfig:
     output_stride: list[int] = field(default_factory=lambda: [16])
     device: str = "cpu"  # cpu | gpu
     trained: str | None = None  # a run folder: benchmark its model.keras (and its mIoU)
+    check_arm: bool = False  # also run every file on LiteRT's ARM64 kernels under emulation (inference/arm.py)
     out: str | None = None  # None: benchmarks/results/<timestamp>/
     json: str | None = None
     quick: bool = False

@@ -11,8 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-FLAGS = ("--quick", "--models", "--precisions", "--threads", "--input-size", "--output-stride", "--device",
-         "--trained", "--out", "--json")  # fmt: skip
+FLAGS = ("--quick", "--models", "--precisions", "--exporters", "--threads", "--input-size", "--output-stride", "--device",
+         "--trained", "--check-arm", "--out", "--json")  # fmt: skip
 TINY = dict(width=0.35, head_filters=16)
 GPU_ARGV = ["--device", "gpu", "--models", "mobilenetv2_ksac", "--precisions", "fp32", "--input-size", "65"]
 

@@ -123,3 +123,17 @@ def test_cli_runs_a_file_and_writes_json(arm_env, arm_reports, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["frames"] == 1 and list(report["cpus"]) == ["cortex-a53"] and report["argmax_agreement"] == 100.0
+
+
+def test_the_benchmark_table_gains_the_arm64_column(arm_env, arm_reports):
+    from benchmarks.report import markdown_table
+    from benchmarks.rows import new_row
+    from benchmarks.run import add_arm_agreement
+
+    path = next(r["file"] for name, r in arm_reports.items() if name == "mobilenetv2_aspp_int8.tflite")
+    row = new_row(model="mobilenetv2_aspp", exporter="ksac-aware", precision="int8", device="cpu", threads=1, input_size=65,
+                  output_stride=16, params=1, bytes=1, latency_ms_p50=1.0, latency_ms_p90=1.0, status="ok", file=path)  # fmt: skip
+    add_arm_agreement([{"file": path}], [row])
+    assert row["arm_argmax_agreement"] == 100.0 and row["arm_max_abs_diff"] == 0
+    table = markdown_table([row])
+    assert "ARM64 kernels (emulated): agreement (%)" in table and "100.00" in table
