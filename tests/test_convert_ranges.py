@@ -26,6 +26,22 @@ def test_range_keys_of_converter_tensor_names(tensor, key):
     assert range_key(tensor, RATES) == key
 
 
+@pytest.mark.parametrize(
+    "tensor, key",
+    [  # the separable pyramid: two ReLUs per rate, depthwise first
+        ("m/head_ksac/Relu;m/head_ksac/BiasAdd;m/head_ksac/depthwise", "head_ksac/rate6_depthwise_relu"),
+        ("m/head_ksac/Relu_1;m/head_ksac/BiasAdd_1;m/head_ksac/Conv2D", "head_ksac/rate6_relu"),
+        ("m/head_ksac/Relu_4", "head_ksac/rate18_depthwise_relu"),
+        ("m/head_ksac/Relu_5", "head_ksac/rate18_relu"),
+        ("m/head_ksac/Relu_6", None),
+        ("m/head_ksac/add", "head_ksac/partial_sum2"),
+        ("m/head_ksac/add_1", "head_ksac"),
+    ],
+)
+def test_range_keys_of_the_separable_pyramid(tensor, key):
+    assert range_key(tensor, RATES, separable={"head_ksac"}) == key
+
+
 def activation_scales(tflite):
     """{tensor name: (scale, zero point)} of the per-tensor quantized activations."""
     graph = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite)).subgraphs[0]
