@@ -156,19 +156,11 @@ class SharedAtrousConv2D(_SharedKernelPyramid):
     TensorShape([1, 17, 17, 8])
     """
 
-    def __init__(
-        self,
-        filters: int,
-        rates: Sequence[int] = (6, 12, 18),
-        kernel_size: int = 3,
-        non_negative_scale: bool = True,
-        sync_batchnorm: bool = False,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # the Args above, as every KSAC pyramid takes them
         # Models saved before weight decay moved to the trainer carry `kernel_regularizer: None`.
         if kwargs.pop("kernel_regularizer", None) is not None:
             raise ValueError("SharedAtrousConv2D takes no kernel_regularizer; see training.losses.decayed_variables")
-        super().__init__(filters, rates, kernel_size, non_negative_scale, sync_batchnorm, **kwargs)
+        super().__init__(*args, **kwargs)
         self.batch_norms = [self._branch_norm(f"bn_rate{rate}") for rate in self.rates]
 
     def build(self, input_shape: tf.TensorShape) -> None:
@@ -236,16 +228,8 @@ class SharedSeparableAtrousConv2D(_SharedKernelPyramid):
     TensorShape([1, 17, 17, 8])
     """
 
-    def __init__(
-        self,
-        filters: int,
-        rates: Sequence[int] = (6, 12, 18),
-        kernel_size: int = 3,
-        non_negative_scale: bool = True,
-        sync_batchnorm: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(filters, rates, kernel_size, non_negative_scale, sync_batchnorm, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # the Args above, as every KSAC pyramid takes them
+        super().__init__(*args, **kwargs)
         self.depthwise_batch_norms = [self._branch_norm(f"bn_rate{rate}_depthwise") for rate in self.rates]
         self.pointwise_batch_norms = [self._branch_norm(f"bn_rate{rate}_pointwise") for rate in self.rates]
 
