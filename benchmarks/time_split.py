@@ -106,14 +106,15 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from inference.description import PRECISIONS
-    from zoo.registry import list_models
+    from zoo.registry import DEFAULT_INPUT_SIZE, list_models
 
     parser = argparse.ArgumentParser(prog="python benchmarks/time_split.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="mobilenetv2_ksac,mobilenetv2_ksac_separable,mobilenetv2_aspp_separable",
                         help="comma-separated models; the first is the reference of the ratios")  # fmt: skip
     parser.add_argument("--precisions", default="fp32,int8", help="comma-separated among fp32,fp16,int8")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
-    parser.add_argument("--input-size", type=int, default=513, help="side of the square input (default 513)")
+    parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE,
+                        help=f"side of the square input (default {DEFAULT_INPUT_SIZE})")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per file and thread count (default 20)")
     parser.add_argument("--calibration-steps", type=int, default=16, help="int8 calibration images (default 16)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
