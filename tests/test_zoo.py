@@ -184,6 +184,7 @@ def test_separable_pyramid_counts_follow_the_docstrings_arithmetic():
     assert macs["mobilenetv2_ksac_separable"] <= 3.0e9
 
 
+@pytest.mark.trains
 def test_separable_ksac_trains_every_shared_kernel_and_reloads(tmp_path):
     model = build_model("mobilenetv2_ksac_separable", num_classes=3, input_size=65, training_forms=True, **SMALL)
     x = np.random.default_rng(2).normal(size=(2, 65, 65, 3)).astype(np.float32)
