@@ -211,9 +211,9 @@ class SharedSeparableAtrousConv2D(_SharedKernelPyramid):
     branches' kernels, `zoo.tf1_checkpoint`).
 
     Arithmetic (C input channels, F filters, n rates, an H x W map; MobileNetV2 at 513: C=320,
-    F=256, n=3, 33 x 33): weights 9C + CF (83,840) instead of n(9C + CF) for separable ASPP (251,520)
+    F=256, n=3, 33 x 33): weights 9C + CF (84,800) instead of n(9C + CF) for separable ASPP (254,400)
     and 9CF (737,280) for the regular KSAC kernel; BatchNorms n * 4(C + F) (6,912). MACs
-    n * HW(9C + CF) = 0.274 G, against 2.408 G for the regular pyramid (same as separable ASPP's).
+    n * HW(9C + CF) = 0.277 G, as separable ASPP's, against 2.409 G for the regular pyramid.
 
     Args:
         filters: output channels F (256 in the paper).

@@ -93,6 +93,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from zoo.layers import SharedSeparableAtrousConv2D
 from zoo.weights import (
     _SHOWN,
     TF1_CHECKPOINT,
@@ -287,11 +288,9 @@ def _deeplab_separable_aspp_into_ksac(model: keras.Model, mappings: list[Mapping
       one branch of DeepLab's, which was trained on n).
     Only where the file lacks our own names (`ksac/...`, written by `export_tf1_checkpoint`).
     """
-    layer = next((l for l in model.layers if l.name == "head_ksac" and hasattr(l, "pointwise_kernel")), None)
+    layer = next((l for l in model.layers if isinstance(l, SharedSeparableAtrousConv2D)), None)
     if layer is None:
         return mappings
-    from zoo.layers import SharedSeparableAtrousConv2D  # noqa: F401  (the layer the attributes above belong to)
-
     n = len(layer.rates)
 
     def mean(values: list[np.ndarray]) -> np.ndarray:
@@ -306,13 +305,13 @@ def _deeplab_separable_aspp_into_ksac(model: keras.Model, mappings: list[Mapping
     out = []
     for m in mappings:
         parts = m.ours.split("/")
-        if m.ours.startswith("head_ksac/") and parts[-1] in ("depthwise_kernel", "pointwise_kernel"):
+        if m.ours.startswith(f"{layer.name}/") and parts[-1] in ("depthwise_kernel", "pointwise_kernel"):
             kind = parts[-1].split("_")[0]
             leaf = "depthwise_weights" if kind == "depthwise" else "weights"
             sources = tuple(f"aspp{i}_{kind}/{leaf}" for i in range(1, n + 1))
             m = dataclasses.replace(m, derived_from=sources, derive=mean,
                                     rule=f"mean of aspp1..{n}_{kind}/{leaf} (DeepLab's rate branches)")  # fmt: skip
-        elif m.ours.startswith("head_ksac/bn_rate"):
+        elif m.ours.startswith(f"{layer.name}/bn_rate"):
             rate, kind = re.fullmatch(r"bn_rate(\d+)_(depthwise|pointwise)", parts[-2]).groups()
             source = f"aspp{rate_index[int(rate)]}_{kind}/BatchNorm/{WEIGHT_NAMES[parts[-1]]}"
             to_ours = m.to_ours or (lambda value: value)  # a moving variance's epsilon shift, where there is one
