@@ -83,7 +83,6 @@ def snap_to_int8_grid(kernel: np.ndarray, channel_axis: int = -1) -> np.ndarray:
 class _SharedKernel(NamedTuple):
     """One kernel a pyramid shares across rates, and how a branch applies it."""
 
-    name: str  # "kernel", "depthwise", "pointwise"
     value: np.ndarray
     channel_axis: int  # the axis its BatchNorm's channels run along (its TFLite per-channel axis)
     dilated: bool
@@ -94,11 +93,11 @@ def _shared_kernels(source: SharedAtrousConv2D | SharedSeparableAtrousConv2D) ->
     """The source's shared kernels and, per rate, the BatchNorm that follows each of them."""
     if isinstance(source, SharedSeparableAtrousConv2D):
         kernels = [
-            _SharedKernel("depthwise", source.depthwise_kernel.numpy().astype(np.float64), 2, dilated=True, depthwise=True),
-            _SharedKernel("pointwise", source.pointwise_kernel.numpy().astype(np.float64), 3, dilated=False, depthwise=False),
+            _SharedKernel(source.depthwise_kernel.numpy().astype(np.float64), 2, dilated=True, depthwise=True),
+            _SharedKernel(source.pointwise_kernel.numpy().astype(np.float64), 3, dilated=False, depthwise=False),
         ]
         return kernels, [list(pair) for pair in zip(source.depthwise_batch_norms, source.pointwise_batch_norms)]
-    kernels = [_SharedKernel("kernel", source.kernel.numpy().astype(np.float64), 3, dilated=True, depthwise=False)]
+    kernels = [_SharedKernel(source.kernel.numpy().astype(np.float64), 3, dilated=True, depthwise=False)]
     return kernels, [[bn] for bn in source.batch_norms]
 
 

@@ -114,16 +114,13 @@ def smooth_images(count: int, size: tuple[int, int] = (160, 200), seed: int = 0)
     return np.stack([np.clip(np.round(resize_bilinear(image, *size)), 0, 255).astype(np.uint8) for image in small])
 
 
-def model_inputs(model: TFLiteModel, description: Any, images: np.ndarray) -> np.ndarray:
-    """Raw input frames for `model`: each image through the model's preprocessing, quantized for int8 input."""
+def preprocessed_images(model: TFLiteModel, description: Any, images: np.ndarray) -> np.ndarray:
+    """Float model inputs (N x H x W x 3): each image through the model's own preprocessing."""
     from inference.preprocess import description_preprocessing, preprocess
 
-    tensor: TensorInfo = model.inputs[0]
-    frames = []
-    for image in images:
-        x, _ = preprocess(image, tensor.shape[1:3], description.normalization, description_preprocessing(description))
-        frames.append((quantize(x, tensor) if tensor.dtype != np.float32 else x)[0])
-    return np.stack(frames)
+    size = model.inputs[0].shape[1:3]
+    return np.concatenate([preprocess(image, size, description.normalization, description_preprocessing(description))[0]
+                           for image in images])  # fmt: skip
 
 
 def compare(ours: np.ndarray, theirs: np.ndarray, tensor: TensorInfo) -> dict[str, float]:
@@ -131,7 +128,7 @@ def compare(ours: np.ndarray, theirs: np.ndarray, tensor: TensorInfo) -> dict[st
     if tensor.dtype == np.uint8 and len(tensor.shape) == 3:  # a label map (`--output labels`)
         return {"argmax_agreement": 100.0 * float(np.mean(ours == theirs)),
                 "max_abs_diff": float(np.abs(ours.astype(np.int64) - theirs.astype(np.int64)).max())}  # fmt: skip
-    a, b = (dequantize(v, tensor) if tensor.dtype != np.float32 else v.astype(np.float32) for v in (ours, theirs))
+    a, b = (dequantize(v, tensor).astype(np.float32) for v in (ours, theirs))
     return {"argmax_agreement": 100.0 * float(np.mean(a.argmax(-1) == b.argmax(-1))), "max_abs_diff": float(np.abs(a - b).max())}
 
 
@@ -161,17 +158,10 @@ def check_files(paths: Sequence[str], cpus: Sequence[str] = CPUS, images: np.nda
             description = read_description(path)
         except ValueError as error:
             raise InvalidModel(f"{path}: {error} (inference.arm needs a file of this project, which records its preprocessing)") from None
-        tensor = model.inputs[0]
-        if inputs is not None:
-            frames_in = np.stack([quantize(x[None], tensor)[0] if tensor.dtype != np.float32 else x for x in np.asarray(inputs, np.float32)])
-        else:
-            frames_in = model_inputs(model, description, images)
-        x86 = []
-        for frame in frames_in:
-            model.set_input_raw(0, frame[None])
-            model.invoke()
-            x86.append(model.get_output_raw(0)[0])
-        jobs.append((path, frames_in, np.stack(x86), model.outputs[0], description))
+        floats = np.asarray(inputs, np.float32) if inputs is not None else preprocessed_images(model, description, images)
+        frames_in = quantize(floats, model.inputs[0])  # the raw input tensors: quantized for an int8 input
+        x86 = np.stack([model.run_raw(frame[None])[0] for frame in frames_in])
+        jobs.append((path, frames_in, x86, model.outputs[0], description))
     reports = [{"file": str(path), "model": d.name, "precision": d.precision, "output": d.output, "frames": len(inputs),
                 "input_dtype": np.dtype(inputs.dtype).name, "cpus": {}} for path, inputs, _, _, d in jobs]  # fmt: skip
     for cpu in cpus:
