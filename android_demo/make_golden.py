@@ -152,12 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from common.cli import fail
+
     args = build_parser().parse_args(argv)
     try:
         manifest = make_golden(args.model, args.out)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError) as err:  # exit 2 (common/cli.py): a missing or unreadable file, a bad output
+        return fail(err)
     print(
         f"wrote golden vectors for {manifest['model']['file']} into {args.out}: "
         f"input {manifest['input']['shape']}, classes present {manifest['classes_present']}"

@@ -49,12 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from common.cli import fail
+
     args = build_parser().parse_args(argv)
     try:
         model_out, json_out = prepare_assets(args.model, args.assets)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError) as err:  # exit 2 (common/cli.py): a missing or unreadable file, a bad output
+        return fail(err)
     description = ModelDescription.from_json(json_out.read_text())
     print(f"wrote {model_out} ({model_out.stat().st_size} bytes) and {json_out}")
     print(

@@ -103,14 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         "--plain", action="store_true", help="use the plain TFLiteConverter even if convert/export.py exists"
     )
     args = parser.parse_args(argv)
+    from common.cli import fail
     from common.files import check_output_path
 
     try:
         check_output_path(args.out)  # before the model is built and converted
         used = export_tiny(args.out, args.precision, args.input_size, use_project_exporter=not args.plain)
     except ValueError as error:  # the output path, or an input size the model cannot take
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size} bytes) with the {used} exporter")
     return 0
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from common.cli import USER_ERROR, WORK_FAILED, fail
+
 if TYPE_CHECKING:
     from inference.description import ModelDescription
 
@@ -38,6 +40,10 @@ BINARY_ENV = "BENCHMARK_MODEL_BINARY"
 
 class AndroidBenchmarkError(RuntimeError):
     """A failure the user can fix (no adb, no device, no binary, a failed run); the message says how."""
+
+
+class AndroidRunFailed(AndroidBenchmarkError):
+    """The benchmark itself failed on the phone (a push, the run, or output without timings): exit 1, not 2."""
 
 
 # ---------------------------------------------------------------- parsing benchmark_model's output
@@ -317,9 +323,12 @@ def run_android_benchmark(
     adb_path = find_adb(adb)
     device = pick_device(list_devices(adb_path), serial)
     output = ""
-    for cmd in adb_commands(adb_path, device, model, binary, threads, use_gpu, num_runs, warmup_runs):
-        output = _run(cmd, timeout).stdout
-    summary = parse_benchmark_output(output)
+    try:
+        for cmd in adb_commands(adb_path, device, model, binary, threads, use_gpu, num_runs, warmup_runs):
+            output = _run(cmd, timeout).stdout
+        summary = parse_benchmark_output(output)
+    except AndroidBenchmarkError as err:
+        raise AndroidRunFailed(str(err)) from None
     row = make_row(model, description, summary, device, threads, use_gpu)
     append_row(results, row)
     return row
@@ -361,9 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             warmup_runs=args.warmup_runs,
             adb=args.adb,
         )
-    except AndroidBenchmarkError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except AndroidBenchmarkError as err:  # common/cli.py: the phone's run failed (1), else the input or setup (2)
+        return fail(err, WORK_FAILED if isinstance(err, AndroidRunFailed) else USER_ERROR)
     print(json.dumps(row, indent=2))
     print(f"appended to {args.results}")
     return 0

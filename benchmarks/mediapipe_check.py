@@ -1,6 +1,6 @@
 """Our exports in MediaPipe Tasks' ImageSegmenter, against our own LiteRT prediction.
 
-    python -m benchmarks.mediapipe_check runs/latest/model_int8.tflite [--images 8] [--json FILE]
+    python -m benchmarks.mediapipe_check runs/latest/model_int8.tflite [--num-images 8] [--json [FILE]]
 
 runs the file in the REAL MediaPipe (mediapipe 1.2.3 in its own virtualenv, `make mediapipe-venv`:
 it cannot share one with tensorflow-model-optimization) and prints the labels it reports and, on
@@ -30,6 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from common.cli import USER_ERROR, WORK_FAILED, add_json_flag, check_json_path, fail, json_to_stdout, write_json
 from inference.description import ModelDescription
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -154,19 +155,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mediapipe_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("file", help="a .tflite exported by convert/to_tflite.py")
-    parser.add_argument("--images", type=int, default=6, metavar="N", help="val images per comparison (default 6)")
-    parser.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
+    parser.add_argument("--num-images", type=int, default=6, metavar="N",
+                        help="val images per comparison (default 6; formerly --images N, still accepted)")
+    parser.add_argument("--images", type=int, dest="num_images", help=argparse.SUPPRESS)  # the count's earlier name
+    add_json_flag(parser, "the result", instead="the text")
     args = parser.parse_args(argv)
-    if args.images < 1:
-        parser.error(f"--images must be positive, got {args.images}")
+    if args.num_images < 1:
+        parser.error(f"--num-images must be positive, got {args.num_images}")
     try:
-        result = check(args.file, args.images)
-    except MediaPipeRefused as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError, RuntimeError, subprocess.TimeoutExpired) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        check_json_path(args.json)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        result = check(args.file, args.num_images)
+    except (MediaPipeRefused, RuntimeError, subprocess.TimeoutExpired) as error:  # the check failed: exit 1
+        return fail(error, WORK_FAILED)
+    except (FileNotFoundError, ValueError) as error:  # the file, or no MediaPipe virtualenv: exit 2
+        return fail(error, USER_ERROR)
+    if json_to_stdout(args.json):
+        write_json(args.json, result)
+        return 0
     print(f"{result['file']}: {result['model']} {result['precision']} at {result['input_size'][0]}x{result['input_size'][1]}")
     print(f"MediaPipe labels ({len(result['mediapipe_labels'])}): {', '.join(result['mediapipe_labels'])}")
     print(f"category mask = LiteRT arg-max, images at input size:           {100 * result['agreement_input_size']:.3f}%")
@@ -174,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"non-square, MediaPipe on the image padded to a square (docs/mediapipe-and-web.md):  {100 * result['agreement_padded']:.3f}%")
     print(f"non-square, both stretch (our --resize stretch):                 {100 * result['agreement_both_stretched']:.3f}%")
     if args.json:
-        from common.files import atomic_write_json
-
-        atomic_write_json(args.json, result)
+        write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
 

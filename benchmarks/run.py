@@ -20,9 +20,12 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TextIO
 
 import zoo  # noqa: F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
+from common.cli import (
+    USER_ERROR, add_json_flag, check_json_path, check_output_flag, fail, json_to_stdout, stdout_kept_for_json, write_json,
+)
 from configs import QUICK_BENCHMARK, BenchmarkConfig, ConfigError, read_file, resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", metavar="DIR", default=None, help="output folder (default: benchmarks/results/<timestamp>/)"
     )
-    parser.add_argument("--json", metavar="FILE", default=None, help="also write the JSON rows to FILE")
+    add_json_flag(parser, "the rows")
     parser.add_argument("--check-arm", action="store_const", const=True, default=None,
                         help="also run every file on LiteRT's ARM64 kernels under qemu-user (`make arm-env`; inference/arm.py) "
                         "against x86 LiteRT: column 'ARM64 kernels (emulated): agreement' (correctness, never a speed)")  # fmt: skip
@@ -152,13 +155,9 @@ def resolve_args(argv: Sequence[str] | None = None) -> BenchmarkConfig:
             parser.error(f"--check-arm: {error}")
     if config.trained is not None and not (Path(config.trained) / "model.keras").is_file():
         parser.error(f"--trained {config.trained!r}: no model.keras in that folder")
-    from common.files import check_output_path
-
     try:  # here, not after the conversions
-        if config.out is not None:
-            check_output_path(config.out, folder=True)
-        if config.json is not None:
-            check_output_path(config.json)
+        check_output_flag("--out", config.out, folder=True)
+        check_json_path(config.json)
     except ValueError as error:
         parser.error(str(error))
     config.models = list(dict.fromkeys(config.models))
@@ -452,7 +451,7 @@ def write_outputs(args: BenchmarkConfig, rows: list[dict[str, Any]], meta: dict[
     atomic_write_json(str(out / "summary.json"), ratios)
     atomic_write_json(str(out / "meta.json"), meta)
     atomic_write_text(str(out / "results.md"), text)
-    if args.json:
+    if args.json and not json_to_stdout(args.json):
         atomic_write_json(args.json, rows)
     for name, png in plots(rows).items():
         atomic_write_bytes(str(out / name), png)
@@ -460,19 +459,24 @@ def write_outputs(args: BenchmarkConfig, rows: list[dict[str, Any]], meta: dict[
 
 
 def main(argv: Sequence[str] | None = None, *, model_overrides: dict[str, Any] | None = None) -> int:
-    """Runs the benchmark; returns the exit status (0 unless a file failed to convert).
+    """Runs the benchmark; returns the exit status (common/cli.py: 0, 1 when a file failed to convert, 2 for bad input).
 
     Args:
         argv: command-line arguments (default: sys.argv[1:]).
         model_overrides: extra `zoo.build_model` keyword arguments (tests use tiny models).
     """
     args = resolve_args(argv)
+    with stdout_kept_for_json(args.json) as stdout:  # `--json` alone: stdout holds the JSON rows only
+        return benchmark(args, argv, model_overrides, stdout)
+
+
+def benchmark(args: BenchmarkConfig, argv: Sequence[str] | None, model_overrides: dict[str, Any] | None, stdout: TextIO) -> int:
+    """The benchmark of `main` (the resolved `args`; `stdout`: where `--json` alone prints the rows); its exit status."""
     started = time.perf_counter()
     try:
         trained = load_trained(args)
     except (OSError, ValueError) as error:
-        print(f"error: --trained {args.trained}: {error}", file=sys.stderr)
-        return 2
+        return fail(f"--trained {args.trained}: {error}", USER_ERROR)
     from benchmarks.gpu_probe import SOFTWARE_RUNS, SOFTWARE_WARMUP
     from benchmarks.rows import check_rows
 
@@ -529,15 +533,25 @@ def main(argv: Sequence[str] | None = None, *, model_overrides: dict[str, Any] |
             meta["gpu_adapter"] += " (software: a CPU emulating a GPU; its latencies are not GPU speed)"
     rows += error_rows(args, entries)
     add_miou(entries, rows, trained=args.trained is not None)
+    arm_failed = False
     if args.check_arm:
-        add_arm_agreement(entries, rows)
+        from inference.arm import ArmRunError
+
+        try:
+            add_arm_agreement(entries, rows)
+        except ArmRunError as error:  # the table is still written, without the ARM64 column; the run exits 1
+            _log(f"error: --check-arm: {error}")
+            arm_failed = True
     check_rows(rows)
     meta["load_average_end"] = _load()
     meta["seconds"] = round(time.perf_counter() - started, 1)
     text = write_outputs(args, rows, meta)
-    print(text, flush=True)
+    if json_to_stdout(args.json):
+        write_json(args.json, rows, stdout)
+    else:
+        print(text, flush=True)
     _log(f"wrote {args.out} in {meta['seconds']} s")
-    return 1 if any(row["status"] == "error" for row in rows) else 0
+    return 1 if arm_failed or any(row["status"] == "error" for row in rows) else 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ models compare on it; it says nothing of what VOC would give.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -61,6 +60,7 @@ def table(stats: list[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     import zoo  # noqa: F401  (TensorFlow without its C++ start-up lines)
+    from common.cli import add_json_flag, check_json_path, check_output_flag, json_to_stdout, stdout_kept_for_json, write_json
     from zoo.registry import list_models
 
     parser = argparse.ArgumentParser(prog="python benchmarks/seed_accuracy.py", description=__doc__.split("\n\n")[0])
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300, help="training steps per run (default 300)")
     parser.add_argument("--eval-images", type=int, default=100, help="val images evaluated (default 100)")
     parser.add_argument("--out", metavar="DIR", help="keep the runs here (default: a temporary folder, removed)")
-    parser.add_argument("--json", metavar="FILE", help="also write the rows and the summary as JSON to FILE")
+    add_json_flag(parser, "the rows and the summary")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in list_models()]
@@ -82,20 +82,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
     if not seeds or args.steps < 1 or args.eval_images < 1:
         parser.error("--seeds must name a seed, --steps and --eval-images must be at least 1")
+    try:
+        check_json_path(args.json)
+        check_output_flag("--out", args.out, folder=True)
+    except ValueError as error:
+        parser.error(str(error))
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, stdout_kept_for_json(args.json) as stdout:
         folder = args.out or scratch
         for seed in seeds:  # seed-major: a run cut short still has every model at the first seeds
             for model in models:
                 print(f"training {model} seed {seed} ({args.steps} steps) ...", flush=True)
                 rows.append(train_and_evaluate(model, seed, args.steps, args.eval_images, folder))
                 print(f"    val mIoU {rows[-1]['miou']:.2f}% ({rows[-1]['train_seconds']:.0f} s training)", flush=True)
-    stats = summary(rows)
-    print(table(stats))
-    if args.json:
-        from common.files import atomic_write_bytes
-
-        atomic_write_bytes(args.json, json.dumps({"rows": rows, "summary": stats}, indent=2).encode())
+        stats = summary(rows)
+        if not json_to_stdout(args.json):
+            print(table(stats))
+        write_json(args.json, {"rows": rows, "summary": stats}, stdout)
     return 0
 
 

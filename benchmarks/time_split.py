@@ -17,7 +17,6 @@ LiteRT's Python interpreter has no per-op profiler (that is the C++ benchmark_mo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Sequence
 
@@ -105,6 +104,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from common.cli import add_json_flag, check_json_path, json_to_stdout, stdout_kept_for_json, write_json
     from inference.description import PRECISIONS
     from zoo.registry import DEFAULT_INPUT_SIZE, list_models
 
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"side of the square input (default {DEFAULT_INPUT_SIZE})")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per file and thread count (default 20)")
     parser.add_argument("--calibration-steps", type=int, default=16, help="int8 calibration images (default 16)")
-    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
+    add_json_flag(parser, "the rows")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     precisions = [p for p in args.precisions.split(",") if p]
@@ -130,12 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--threads must be comma-separated integers, got {args.threads!r}")
     if not threads or min(threads) < 1 or args.runs < 1 or args.input_size < 33:
         parser.error("--threads and --runs must be at least 1, --input-size at least 33")
-    rows = measure(models, precisions, threads, args.input_size, args.runs, args.calibration_steps)
-    print(table(rows))
-    if args.json:
-        from common.files import atomic_write_bytes
-
-        atomic_write_bytes(args.json, json.dumps(rows, indent=2).encode())
+    try:
+        check_json_path(args.json)
+    except ValueError as error:
+        parser.error(str(error))
+    with stdout_kept_for_json(args.json) as stdout:
+        rows = measure(models, precisions, threads, args.input_size, args.runs, args.calibration_steps)
+        if not json_to_stdout(args.json):
+            print(table(rows))
+        write_json(args.json, rows, stdout)
     return 0
 
 

@@ -39,7 +39,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TextIO
+
+from common.cli import (
+    UserError, add_json_flag, check_json_path, check_output_flag, json_to_stdout, stdout_kept_for_json, write_json,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PATHS = {
@@ -63,7 +67,7 @@ def _names(text: str, valid: Sequence[str], flag: str) -> list[str]:
     names = list(valid) if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in valid]
     if unknown or not names:
-        raise SystemExit(f"error: {flag}: unknown {', '.join(unknown) or 'empty list'}; valid: {', '.join(valid)} or all")
+        raise UserError(f"{flag}: unknown {', '.join(unknown) or 'empty list'}; valid: {', '.join(valid)} or all")
     return names
 
 
@@ -81,18 +85,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jit", action="store_true", help="also run each row with --jit-compile (XLA)")
     p.add_argument("--no-extras", action="store_true", help="training rows only: skip the forms, the input pipeline and the dense-conv reference")
     p.add_argument("--train-py", default=str(REPO / "training" / "train.py"), help="train.py to run (e.g. an older checkout's, for a before/after comparison)")
-    p.add_argument("--json", help="also write the training rows as JSON (a list) to this file")
+    add_json_flag(p, "the training rows (a list)")
     p.add_argument("--details-json", help="also write everything (forms, rows, pipeline, dense conv) as one JSON object to this file")
     args = p.parse_args(argv)
     if args.steps < 2 or args.rounds < 1 or args.batch_size < 1:
         p.error("--steps must be >= 2, --rounds and --batch-size >= 1")
-    args.models = [args.model] if args.model else _names(args.models, PAPER_MODELS, "--models") if args.models != "all" else list(PAPER_MODELS)
-    crops = [args.crop_size] if args.crop_size else [int(c) for c in args.crops.split(",") if c.strip()]
-    if not crops or min(crops) < 33:
-        p.error("--crops: sides of at least 33")
-    args.crops = crops
-    args.paths = _names(args.paths, list(PATHS), "--paths")
-    args.precisions = _names(args.precisions, MIXED_PRECISIONS, "--precisions")
+    try:
+        args.models = [args.model] if args.model else _names(args.models, PAPER_MODELS, "--models") if args.models != "all" else list(PAPER_MODELS)
+        try:
+            crops = [args.crop_size] if args.crop_size else [int(c) for c in args.crops.split(",") if c.strip()]
+        except ValueError:
+            raise UserError(f"--crops must be comma-separated integers, got {args.crops!r}") from None
+        if not crops or min(crops) < 33:
+            raise UserError("--crops: sides of at least 33")
+        args.crops = crops
+        args.paths = _names(args.paths, list(PATHS), "--paths")
+        args.precisions = _names(args.precisions, MIXED_PRECISIONS, "--precisions")
+        check_json_path(args.json)
+        check_output_flag("--details-json", args.details_json)
+    except UserError as error:
+        p.error(str(error))
     return args
 
 
@@ -193,7 +205,14 @@ def run_once(args: argparse.Namespace, model: str, crop: int, path: str, precisi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (2 for bad flags: common/cli.py)."""
     args = parse_args(argv)
+    with stdout_kept_for_json(args.json) as stdout:  # `--json` alone: stdout holds the JSON rows only
+        return measure_rows(args, stdout)
+
+
+def measure_rows(args: argparse.Namespace, stdout: TextIO) -> int:
+    """The measurements of `main` (its parsed `args`), printed; the rows go where `--json` says (`stdout` for -)."""
     import zoo  # noqa: F401  (TensorFlow without its start-up lines, for the shapes and the pipeline)
 
     details: dict[str, Any] = {"batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds}
@@ -253,18 +272,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dense_conv_share": round(gflops / dense, 3) if gflops and dense else None,
         })  # fmt: skip
     details["rows"] = rows
-    print(f"\nbatch {args.batch_size}, {args.steps - 1} timed steps a run, {args.rounds} round(s) round-robin, train.py: {args.train_py}")
-    print("| model | crop | path | precision | XLA | images/s (median) | runs | training GFLOP/s | share of dense conv |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        speed = f"{row['images_per_s']:.3f}" if row["images_per_s"] is not None else f"fails: {row['error']}"
-        share = f"{row['dense_conv_share']:.0%}" if row["dense_conv_share"] is not None else "-"
-        print(f"| {row['model']} | {row['crop_size']} | {row['path']} | {row['mixed_precision']} | {'on' if row['jit_compile'] else 'off'} "
-              f"| {speed} | {', '.join(f'{s:.3f}' for s in row['runs'])} | {row['training_gflops'] or '-'} | {share} |")  # fmt: skip
+    if not json_to_stdout(args.json):
+        print(f"\nbatch {args.batch_size}, {args.steps - 1} timed steps a run, {args.rounds} round(s) round-robin, train.py: {args.train_py}")
+        print("| model | crop | path | precision | XLA | images/s (median) | runs | training GFLOP/s | share of dense conv |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            speed = f"{row['images_per_s']:.3f}" if row["images_per_s"] is not None else f"fails: {row['error']}"
+            share = f"{row['dense_conv_share']:.0%}" if row["dense_conv_share"] is not None else "-"
+            print(f"| {row['model']} | {row['crop_size']} | {row['path']} | {row['mixed_precision']} | {'on' if row['jit_compile'] else 'off'} "
+                  f"| {speed} | {', '.join(f'{s:.3f}' for s in row['runs'])} | {row['training_gflops'] or '-'} | {share} |")  # fmt: skip
     from common.files import atomic_write_json
 
-    if args.json:
-        atomic_write_json(args.json, rows)
+    write_json(args.json, rows, stdout)
     if args.details_json:
         atomic_write_json(args.details_json, details)
     return 0

@@ -1,9 +1,16 @@
-"""What native libraries (TensorFlow, LiteRT) write to file descriptor 2: captured, filtered, passed on.
+"""What native libraries (TensorFlow, LiteRT) write to file descriptor 2: captured, filtered, passed on as it comes.
 
 Their C++ logs bypass Python's `sys.stderr` and, for TensorFlow's start-up lines and LiteRT's
 "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", ignore every log-level setting. The one
 way to keep such lines out of a command's output, or to read what an accelerator said while it
-loaded, is to point file descriptor 2 at a file for the length of the call: `native_stderr`.
+loaded, is to point file descriptor 2 elsewhere for the length of the call: `native_stderr`.
+
+It points it at a pipe read by a small child process, which passes each line on to the real
+stderr as it arrives (less the dropped ones) and keeps the whole text. So progress printed
+inside the block shows at once (an int8 conversion's calibration runs inside one), and when
+the process dies inside the block (out of memory, a failed CHECK, SIGKILL) the lines that say
+why are already out: the reader outlives it, drains the pipe and exits (a reader thread would
+die with the process, and with it what it had not yet read).
 """
 
 from __future__ import annotations
@@ -11,9 +18,46 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from typing import Iterator
+
+# The reader, run as `python -I -S -c _READER [PATTERN FLAGS]` (a bare interpreter: a block costs about 17 ms):
+# the whole text to its stdout, every line that PATTERN does not match in full to its stderr.
+_READER = r"""
+import os, re, signal, sys
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; its last lines still come through
+drop = re.compile(sys.argv[1], int(sys.argv[2])) if len(sys.argv) > 2 else None
+alive = {1: True, 2: True}
+
+
+def write(fd, data):
+    while data and alive[fd]:
+        try:
+            data = data[os.write(fd, data):]
+        except OSError:  # nobody reads it any more: keep draining the pipe, or the writer would block
+            alive[fd] = False
+
+
+def pass_on(line):
+    if not (drop and drop.fullmatch(line.rstrip(b"\r\n").decode("utf-8", "replace"))):
+        write(2, line)
+
+
+rest = b""
+while chunk := os.read(0, 1 << 16):
+    write(1, chunk)
+    *lines, rest = (rest + chunk).split(b"\n")
+    for line in lines:
+        pass_on(line + b"\n")
+if rest:
+    pass_on(rest)
+"""
+# How long the end of a block waits for the reader once the block's own end of the pipe is closed.
+# It ends sooner unless a child process started inside the block still holds file descriptor 2.
+_READER_EXIT_S = 10.0
 
 
 class Captured:
@@ -24,23 +68,33 @@ class Captured:
 
 @contextlib.contextmanager
 def native_stderr(drop: re.Pattern[str] | None = None) -> Iterator[Captured]:
-    """Captures file descriptor 2 inside the block; afterwards writes it back to stderr, less the lines
-    that `drop` matches in full, and leaves the whole text on the yielded object."""
+    """Captures file descriptor 2 inside the block, passing each line on to stderr as it is written, less
+    the lines that `drop` matches in full; when the block ends the whole text is on the yielded object."""
     captured = Captured()
     sys.stderr.flush()
     saved = os.dup(2)
+    read_end, write_end = os.pipe()
     with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
+        try:
+            pattern = [drop.pattern, str(drop.flags)] if drop is not None else []
+            reader = subprocess.Popen([sys.executable, "-I", "-S", "-c", _READER, *pattern], stdin=read_end, stdout=sink, stderr=saved)
+        except BaseException:
+            os.close(write_end)
+            os.close(saved)
+            raise
+        finally:
+            os.close(read_end)
+        os.dup2(write_end, 2)
+        os.close(write_end)
         try:
             yield captured
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            try:
+                reader.wait(_READER_EXIT_S)
+            except subprocess.TimeoutExpired:
+                pass  # it goes on passing that child's lines on until the child exits
             sink.seek(0)
             captured.text = sink.read().decode("utf-8", "replace")
-            lines = captured.text.splitlines(keepends=True)
-            kept = "".join(line for line in lines if not (drop and drop.fullmatch(line.rstrip("\r\n"))))
-            if kept:
-                sys.stderr.write(kept)
-                sys.stderr.flush()

@@ -66,7 +66,7 @@ class ModelConfig:
         if self.input_size is None:
             self.input_size = crop_size
         if self.rates is None:
-            self.rates = list(default_rates(self.output_stride))
+            self.rates = list(default_rates(self.output_stride, model_spec(self.name).head))
         if self.decoder is None:
             self.decoder = model_spec(self.name).decoder
 

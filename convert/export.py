@@ -57,7 +57,7 @@ from convert.tflite_metadata import (
     model_metadata,
 )
 from inference.arm import CPUS as ARM_CPUS
-from inference.arm import ArmEnvironment, ArmEnvironmentMissing, check_files
+from inference.arm import ArmEnvironment, ArmEnvironmentMissing, ArmRunError, check_files
 from inference.description import PRECISIONS
 from zoo import atrous
 from zoo.heads import is_ksac
@@ -222,6 +222,8 @@ def export_tflite(
 
         ranges_hook = ranges_replaced_after_calibration(replace)
     try:
+        # Lines pass on as they are written: calibration progress (`log`) shows while the converter runs, and
+        # if the process dies in it (out of memory, a failed CHECK) its last lines are out (common/native_log.py).
         with ranges_hook as calibrations, native_stderr(drop=QUANTIZER_SETTINGS_LINE):
             converted = converter.convert()
     except Exception as error:  # the converter raises many types; name the step that failed
@@ -310,6 +312,9 @@ def arm_check(tflite: bytes, images: list[np.ndarray], env: ArmEnvironment, log:
         path = f"{folder}/model.tflite"
         with open(path, "wb") as f:
             f.write(tflite)
-        result = check_files([path], ARM_CPUS, env=env, log=log, inputs=np.stack(images))[0]
+        try:
+            result = check_files([path], ARM_CPUS, env=env, log=log, inputs=np.stack(images))[0]
+        except ArmRunError as error:
+            raise ExportError(f"--check-arm: {error}") from None
     return {"arm_argmax_agreement": result["argmax_agreement"], "arm_max_abs_diff": result["max_abs_diff"],
             "arm_cpus": list(result["cpus"]), "arm_litert": result["litert_arm64"], "arm_by_cpu": result["cpus"]}  # fmt: skip

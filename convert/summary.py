@@ -1,6 +1,6 @@
 """What a `.tflite` file holds: description, metadata, op histogram, weight buffers, the KSAC pyramid.
 
-    python -m convert.inspect FILE.tflite [--json]     (this module; also python -m convert.summary)
+    python -m convert.inspect FILE.tflite [--json [FILE]]     (this module; also python -m convert.summary)
 
 prints the embedded model description (ours), the standard TFLite Metadata that MediaPipe Tasks and
 the TFLite Task Library read (normalisation, labels, output kind, ImageSegmenter options), the op
@@ -17,6 +17,7 @@ from typing import Any
 import zoo  # noqa: F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 from tensorflow.lite.tools import flatbuffer_utils
 
+from common.cli import add_json_flag, check_json_path, fail, json_to_stdout, write_json
 from convert.tflite_file import op_histogram, pyramid_buffer_count, weight_buffers
 from convert.tflite_metadata import TFLITE_METADATA_NAME, read_standard_metadata
 from inference.description import METADATA_NAME, ModelDescription, damaged_model_errors, read_metadata, read_model_bytes
@@ -61,15 +62,15 @@ def _rates(description: dict[str, Any] | None) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convert.inspect", description=__doc__.split("\n\n")[0])
     parser.add_argument("file", help=".tflite file to inspect")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_json_flag(parser, "the summary", instead="the text")
     args = parser.parse_args(argv)
     try:
+        check_json_path(args.json)
         summary = summarize(args.file)
-    except (OSError, ValueError) as error:  # each names the file
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(summary, indent=2))
+    except (OSError, ValueError) as error:  # each names the file: exit 2 (common/cli.py)
+        return fail(error)
+    write_json(args.json, summary)
+    if json_to_stdout(args.json):
         return 0
     print(f"{args.file}: {summary['bytes']:,} bytes")
     print(f"description ({METADATA_NAME}):")

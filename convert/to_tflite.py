@@ -16,6 +16,10 @@ import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-u
 
 import argparse  # noqa: E402
 
+from common.cli import (  # noqa: E402
+    USER_ERROR, WORK_FAILED, UserError, add_json_flag, check_json_path, check_output_flag, fail, json_to_stdout,
+    stdout_kept_for_json, write_json,
+)
 from configs import ExportConfig  # noqa: E402
 
 DEFAULT_MODEL = os.path.join("runs", "latest", "model.keras")
@@ -70,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("logits", "labels"),
         help="logits: float class scores at the input resolution (default); labels: uint8 arg-max map for apps",
     )
-    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    add_json_flag(parser, "the report")
     parser.add_argument(
         "--compare-naive",
         action="store_true",
@@ -126,34 +130,36 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export = resolve_export_config(args)
     except (ConfigError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     precision = export.precision
     if not os.path.isfile(args.model):
         hint = " (train one first: python training/train.py)" if args.model == DEFAULT_MODEL else ""
-        print(f"error: model file not found: {args.model}{hint}", file=sys.stderr)
-        return 2
+        return fail(f"model file not found: {args.model}{hint}", USER_ERROR)
     out = args.out or default_out(args.model, precision, export.output)
 
     import zoo
     from convert.export import ExportError, export_tflite
     from convert.export_report import format_report
-    from common.files import atomic_write_bytes, atomic_write_json, check_output_path
+    from common.files import atomic_write_bytes
     from zoo.saving import load_keras_model
 
-    for flag, path in (("--out", out), ("--json", args.json)):
+    try:  # here, not after a conversion of minutes
+        check_output_flag("--out", out)
+        check_json_path(args.json)
+    except UserError as error:
+        return fail(error)
+    if export.check_arm:  # before loading the model, as every other wrong environment
+        from inference.arm import ArmEnvironment, ArmEnvironmentMissing
+
         try:
-            if path is not None:
-                check_output_path(path)  # here, not after a conversion of minutes
-        except ValueError as error:
-            print(f"error: {flag}: {error}", file=sys.stderr)
-            return 2
+            ArmEnvironment.find()
+        except ArmEnvironmentMissing as error:
+            return fail(f"--check-arm: {error}", USER_ERROR)
     try:
         model = load_keras_model(args.model, compile=True)
         zoo.describe(model)
     except (OSError, ValueError) as error:
-        print(f"error: cannot export {args.model}: {error}", file=sys.stderr)
-        return 2
+        return fail(f"cannot export {args.model}: {error}", USER_ERROR)
     options = dict(
         calibration=export.calibration,
         calibration_steps=export.calibration_steps,
@@ -168,30 +174,28 @@ def main(argv: list[str] | None = None) -> int:
         reports = [result.report]
         if args.compare_naive:
             reports.append(export_tflite(model, precision, naive=True, **options).report)
-    except (ExportError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except (ExportError, ValueError, OSError) as error:  # ExportError: the conversion failed (1); others: bad input (2)
+        return fail(error)
 
-    print(format_report(reports))
-    if not result.report["standard_metadata"]:  # MediaPipe Tasks / the Task Library will refuse the file
-        print(f"no standard TFLite metadata: {result.report['standard_metadata_reason']}")
-    if result.report.get("gpu_reason"):
-        print(f"GPU accelerator: {result.report['gpu_reason']}")
-    if not result.parity_ok and not args.force:
-        print(
-            f"error: {precision} arg-max agreement {100 * result.report['argmax_agreement']:.3f}% is below 99.9%; "
-            f"{out} not written (use --force to write it anyway)",
-            file=sys.stderr,
-        )
-        return 1
-    atomic_write_bytes(out, result.tflite)
-    print(f"wrote {out} ({len(result.tflite):,} bytes)")
-    if args.json:
-        report = dict(result.report, file=out)
-        if args.compare_naive:
-            report["naive"] = reports[1]
-        atomic_write_json(args.json, report)
-        print(f"wrote {args.json}")
+    with stdout_kept_for_json(args.json) as stdout:
+        if not json_to_stdout(args.json):
+            print(format_report(reports))
+        if not result.report["standard_metadata"]:  # MediaPipe Tasks / the Task Library will refuse the file
+            print(f"no standard TFLite metadata: {result.report['standard_metadata_reason']}")
+        if result.report.get("gpu_reason"):
+            print(f"GPU accelerator: {result.report['gpu_reason']}")
+        if not result.parity_ok and not args.force:
+            return fail(f"{precision} arg-max agreement {100 * result.report['argmax_agreement']:.3f}% is below 99.9%; "
+                        f"{out} not written (use --force to write it anyway)", WORK_FAILED)  # fmt: skip
+        atomic_write_bytes(out, result.tflite)
+        print(f"wrote {out} ({len(result.tflite):,} bytes)")
+        if args.json:
+            report = dict(result.report, file=out)
+            if args.compare_naive:
+                report["naive"] = reports[1]
+            write_json(args.json, report, stdout)
+            if not json_to_stdout(args.json):
+                print(f"wrote {args.json}")
     return 0
 
 

@@ -8,7 +8,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any, Iterable, Sequence
@@ -23,6 +22,7 @@ from data.datasets import DatasetError, open_dataset  # noqa: E402
 from evaluation.metrics import ConfusionMatrix  # noqa: E402
 from evaluation.predictors import Predictor, load_predictor  # noqa: E402
 from data.transforms import eval_inputs  # noqa: E402
+from common.cli import add_json_flag, check_json_path, fail, json_to_stdout, write_json  # noqa: E402
 
 # DeepLab's multi-scale inference scales.
 MULTI_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -187,7 +187,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--resize", choices=RESIZES, help="letterbox (the model's recorded contract, default; what the app and "
                    "predict.py do) or stretch (to the input size, aspect not kept: what MediaPipe's ImageSegmenter does)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (miou, per_class, ...) instead of the table")
+    add_json_flag(p, "the result (one object: miou, per_class, ...)")
     args = p.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         p.error(f"--limit must be at least 1, got {args.limit}")
@@ -195,17 +195,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code."""
+    """Command-line entry point; returns the exit code (2 for bad input: common/cli.py)."""
     args = parse_args(argv)
     from configs import ConfigError, read_file
 
     try:
+        check_json_path(args.json)
         data = args.data or (((read_file(args.config).get("data") or {}).get("train")) if args.config else None)
         result = evaluate(args.model, data, args.split, args.multi_scale, args.flip, args.limit, resize=args.resize)
-    except (ConfigError, DatasetError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    except (ConfigError, DatasetError, OSError, ValueError) as err:
+        return fail(err)
+    if not json_to_stdout(args.json):
+        print(format_report(result))
+    write_json(args.json, result)
     return 0
 
 

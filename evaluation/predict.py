@@ -23,7 +23,8 @@ from data.datasets import DatasetError, read_image  # noqa: E402
 from data.palette import voc_palette  # noqa: E402,F401  (re-exported)
 from evaluation.predictors import Predictor, load_predictor  # noqa: E402
 from data.transforms import eval_inputs  # noqa: E402
-from common.files import atomic_write_bytes, check_output_path  # noqa: E402
+from common.files import atomic_write_bytes  # noqa: E402
+from common.cli import check_output_flag, fail  # noqa: E402
 
 
 def predict_image(predictor: Predictor, image: np.ndarray, resize: str | None = None) -> np.ndarray:
@@ -82,17 +83,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code."""
+    """Command-line entry point; returns the exit code (2 for bad input: common/cli.py)."""
     args = parse_args(argv)
     try:
         for out in (args.out, labels_path(args.out)):
-            check_output_path(out)  # before the model runs
+            check_output_flag("--out", out)  # before the model runs
         image = read_image(args.image)
         predictor = load_predictor(args.model)
         description_preprocessing(predictor.description)  # an unknown preprocessing is refused before running
-    except (DatasetError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except (DatasetError, OSError, ValueError) as err:
+        return fail(err)
     labels = predict_image(predictor, image, args.resize)
     # Encode both first, then write: an error leaves neither file half-written.
     overlay_png, labels_png = encode_png_rgb(overlay(image, labels)), encode_label_png(labels)

@@ -2,23 +2,37 @@
 
     python -m inference.arm_env [--out DIR] [--force]
 
-From packages named here, fetched by name from the machine's own package sources (no host is written
-in this repository):
-- Debian's ARM64 CPython 3.11 and the libraries it and LiteRT load (`apt-get download PKG:arm64`,
-  unpacked with `dpkg -x` into `root/`: nothing is installed on the system);
-- the aarch64 wheels of ai-edge-litert (the version this project's x86 environment has) and its
-  requirements (`pip download --platform manylinux_2_27_aarch64 --only-binary=:all:`), unzipped into `site/`.
+From packages named here or derived from the machine's own package sources (no host is written in this
+repository):
+- Debian's ARM64 CPython and the libraries it and LiteRT load (`apt-get download PKG:arm64`, unpacked
+  with `dpkg -x` into `root/`: nothing is installed on the system). The names come from the machine's
+  release through apt: `python3-minimal:arm64` depends on `python3.X-minimal`, which gives the Python
+  version X, the interpreter `usr/bin/python3.X` and the packages `python3.X-minimal` and
+  `libpython3.X-stdlib`; with `libstdc++6` (LiteRT's C++ runtime), their library dependencies (`lib*`,
+  `zlib1g`: `libssl3` on bookworm, `libssl3t64` on trixie, ...) are followed to the end;
+- the aarch64 wheels of ai-edge-litert (the version this project's x86 environment has) for that Python
+  and its requirements (`pip download --platform manylinux_2_27_aarch64 --only-binary=:all:`), unzipped
+  into `site/`.
+Verified on Debian 12 (bookworm, Python 3.11). Other Debian releases whose apt has arm64 lists derive
+their own names the same way (not verified here); Ubuntu serves arm64 from ports.ubuntu.com, which its
+apt sources must name for arm64. Where apt has no arm64 `python3-minimal`, the build stops and says so.
 It needs, from the system (.ci/system-packages sets both up): `qemu-aarch64-static` 10 or newer (Debian's
 qemu-user-static from bookworm-backports; bookworm's 7.2 segfaults inside LiteRT), and dpkg's arm64
 architecture with apt lists for it (`dpkg --add-architecture arm64 && apt-get update`). Whatever is
 missing is named, with the command that provides it. The folder is built beside the target and moved
-into place only when the ARM64 Python has imported LiteRT under emulation.
+into place only when the ARM64 Python has imported LiteRT under emulation; its `manifest.json`, written
+last, names the interpreter for `inference.arm`. A failed build writes its reason to
+`DIR/build-error.txt`, which `inference.arm` (and so the ARM64 tests) quotes.
+
+Exit status: 0 built (or already there); 2 the system cannot build it (qemu, dpkg's architecture, apt's
+lists, the release), found before any download; 1 a download or the check under emulation failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -26,89 +40,182 @@ import time
 import zipfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from inference.arm import DEFAULT_ENV, PYTHON, QEMU, ArmEnvironment
+from inference.arm import BUILD_ERROR, DEFAULT_ENV, MANIFEST, QEMU, ArmEnvironment, ArmEnvironmentMissing, qemu_problem
 
-# Debian bookworm's ARM64 CPython 3.11 and what it and LiteRT's shared library load.
-DEBIAN_PACKAGES = (
-    "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6", "zlib1g", "libexpat1",
-    "libffi8", "libssl3", "libstdc++6", "libgcc-s1",
-)  # fmt: skip
+# What LiteRT's shared library loads beyond what the Python packages bring: the C++ runtime (libgcc-s1 follows).
+LITERT_PACKAGES = ("libstdc++6",)
+# The dependencies followed from the Python packages: shared libraries only (not dpkg, media-types, ...).
+LIBRARY_PACKAGE = re.compile(r"^(lib[a-z0-9.+-]+|zlib1g)$")
 WHEEL_PLATFORMS = ("manylinux_2_27_aarch64", "manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 
 
 class ArmEnvError(RuntimeError):
-    """A step of the build that cannot be done here (the message names it and what to do)."""
+    """A step of the build that failed (the message names it and what to do)."""
 
 
-def _run(command: Sequence[str], what: str, cwd: Path | None = None) -> str:
+class UnsupportedSystem(ArmEnvError):
+    """The system cannot build the environment (found before any download): qemu, dpkg, apt's lists, the release."""
+
+
+def _run(command: Sequence[str], what: str, cwd: Path | None = None, error: type[ArmEnvError] = ArmEnvError) -> str:
     done = subprocess.run(list(command), cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise ArmEnvError(f"{what} failed (exit {done.returncode}): {' '.join(command)}\n{(done.stderr or done.stdout).strip()[-1500:]}")
+        raise error(f"{what} failed (exit {done.returncode}): {' '.join(command)}\n{(done.stderr or done.stdout).strip()[-1500:]}")
     return done.stdout
 
 
+def release(os_release: str | Path = "/etc/os-release") -> str:
+    """The machine's release as /etc/os-release names it, e.g. "Debian GNU/Linux 12 (bookworm)"."""
+    try:
+        fields = dict(line.split("=", 1) for line in Path(os_release).read_text().splitlines() if "=" in line)
+    except OSError:
+        return "an unknown release (no /etc/os-release)"
+    fields = {key: value.strip().strip('"') for key, value in fields.items()}
+    name = fields.get("PRETTY_NAME") or f"{fields.get('NAME', '?')} {fields.get('VERSION_ID', '')}".strip()
+    codename = fields.get("VERSION_CODENAME")
+    return name if not codename or codename in name else f"{name} ({codename})"
+
+
 def check_system() -> str:
-    """The qemu-user binary; ArmEnvError naming what the system lacks."""
+    """The qemu-user binary; UnsupportedSystem naming what the system lacks."""
     qemu = shutil.which(QEMU)
-    if qemu is None:
-        raise ArmEnvError(f"{QEMU} not found: install Debian's qemu-user-static from bookworm-backports (10.0 or newer; "
-                          "bookworm's 7.2 segfaults inside LiteRT), as .ci/system-packages does")  # fmt: skip
-    first = _run([qemu, "--version"], "qemu --version").splitlines()[0]
-    major = int(first.split("version ")[1].split(".")[0]) if "version " in first else 0
-    if major < 10:
-        raise ArmEnvError(f"{first}: LiteRT needs qemu 10 or newer under emulation (7.2 segfaults); install "
-                          "qemu-user-static from bookworm-backports")  # fmt: skip
-    if shutil.which("dpkg") is None or shutil.which("apt-get") is None:
-        raise ArmEnvError("apt-get and dpkg not found: the ARM64 CPython comes from Debian's arm64 packages")
+    problem = qemu_problem(qemu)
+    if problem:
+        raise UnsupportedSystem(problem)
+    if shutil.which("dpkg") is None or shutil.which("apt-get") is None or shutil.which("apt-cache") is None:
+        raise UnsupportedSystem(f"apt-get, apt-cache and dpkg not found on {release()}: the ARM64 CPython comes from "
+                                "Debian's arm64 packages")  # fmt: skip
     if "arm64" not in _run(["dpkg", "--print-foreign-architectures"], "dpkg --print-foreign-architectures").split():
-        raise ArmEnvError("dpkg has no arm64 architecture: run `dpkg --add-architecture arm64 && apt-get update` "
-                          "as root (.ci/system-packages does)")  # fmt: skip
+        raise UnsupportedSystem("dpkg has no arm64 architecture: run `dpkg --add-architecture arm64 && apt-get update` "
+                                "as root (.ci/system-packages does)")  # fmt: skip
     return qemu
 
 
-def build(out: Path, log=print) -> dict:
-    """Builds the environment into `out` (replacing it); returns its manifest."""
+def _depends(record: str) -> list[list[str]]:
+    """The Pre-Depends and Depends of one `apt-cache show` record: per dependency, its alternatives' names."""
+    groups = []
+    for field in re.findall(r"^(?:Pre-)?Depends: (.*)$", record, flags=re.MULTILINE):
+        for group in field.split(","):
+            groups.append([alternative.strip().split(" ")[0].split(":")[0] for alternative in group.split("|")])
+    return groups
+
+
+def _records(names: Sequence[str]) -> dict[str, str]:
+    """The candidate `apt-cache show` record of each package of `names` that apt knows for arm64 (name -> record):
+    an arm64 package, or an architecture-independent one (`all`, which apt lists under its plain name only)."""
+
+    def show(queries: list[str], architecture: str) -> dict[str, str]:
+        if not queries:
+            return {}
+        done = subprocess.run(["apt-cache", "show", "--no-all-versions", *queries], capture_output=True, text=True)
+        # apt-cache exits 100 where one name is unknown or purely virtual but still prints the others.
+        records = {}
+        for record in done.stdout.split("\n\n"):
+            package = re.search(r"^Package: (\S+)$", record, flags=re.MULTILINE)
+            if package and re.search(rf"^Architecture: {architecture}$", record, flags=re.MULTILINE):
+                records.setdefault(package.group(1), record)
+        return records
+
+    records = show([f"{name}:arm64" for name in names], "arm64")
+    return {**records, **show([name for name in names if name not in records], "all")}
+
+
+def _architecture_all(record: str) -> bool:
+    return re.search(r"^Architecture: all$", record, flags=re.MULTILINE) is not None
+
+
+def debian_packages() -> tuple[str, list[str]]:
+    """(the Python version "3.X" of this release's arm64 python3-minimal, the arm64 packages to unpack).
+
+    Raises:
+        UnsupportedSystem: apt has no arm64 python3-minimal (no arm64 lists, or a release without it), or
+            one of the packages derived from it.
+    """
+    where = f"apt on {release()}"
+    python3 = _records(["python3-minimal"]).get("python3-minimal")
+    if python3 is None:
+        raise UnsupportedSystem(f"{where} has no arm64 python3-minimal: add dpkg's arm64 architecture and apt lists for it "
+                                "(`dpkg --add-architecture arm64 && apt-get update`; on Ubuntu, arm64 comes from "
+                                "ports.ubuntu.com, which apt's sources must name for arm64)")  # fmt: skip
+    versions = [m.group(1) for group in _depends(python3) for name in group if (m := re.fullmatch(r"python(3\.\d+)-minimal", name))]
+    if not versions:
+        raise UnsupportedSystem(f"{where}: arm64 python3-minimal depends on no python3.X-minimal "
+                                f"({', '.join(n for g in _depends(python3) for n in g)}); this release is not supported")  # fmt: skip
+    python = versions[0]
+    wanted = [f"python{python}-minimal", f"libpython{python}-stdlib", *LITERT_PACKAGES]
+    found = _records(wanted)
+    if missing := [name for name in wanted if name not in found]:
+        raise UnsupportedSystem(f"{where} has no arm64 {', '.join(missing)} (from python3-minimal's python{python}-minimal)")
+    packages, pending = dict(found), list(found.values())
+    while pending:  # the library dependencies, to the end
+        groups = [[n for n in group if LIBRARY_PACKAGE.match(n)] for record in pending for group in _depends(record)]
+        groups = [group for group in groups if group and not any(name in packages for name in group)]
+        known = _records(sorted({name for group in groups for name in group}))
+        pending = []
+        for group in groups:
+            name = next((n for n in group if n in known), None)
+            if name is None:
+                raise UnsupportedSystem(f"{where} has no arm64 {' | '.join(group)} (a dependency of the ARM64 Python or LiteRT)")
+            if name not in packages and not _architecture_all(known[name]):  # data, not machine code (libtirpc-common)
+                packages[name] = known[name]
+                pending.append(known[name])
+    return python, sorted(packages)
+
+
+def build(out: Path, log: Callable[[str], None] = print) -> dict:
+    """Builds the environment into `out` (replacing it); returns its manifest.
+
+    Raises:
+        UnsupportedSystem: the system cannot build it (before any download).
+        ArmEnvError: a download or the check under emulation failed.
+    """
     started = time.perf_counter()
-    check_system()
+    qemu = check_system()
     try:
         litert = version("ai-edge-litert")
     except PackageNotFoundError:
-        raise ArmEnvError("ai-edge-litert is not installed in this Python: run `make venv` first") from None
+        raise UnsupportedSystem("ai-edge-litert is not installed in this Python: run `make venv` first") from None
+    python, packages = debian_packages()
+    interpreter = f"usr/bin/python{python}"
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     for folder in ("debs", "root", "wheels", "site"):
         (partial / folder).mkdir(parents=True)
-    log(f"downloading {len(DEBIAN_PACKAGES)} Debian arm64 packages (ARM64 CPython 3.11 and its libraries) ...")
-    _run(["apt-get", "download", "-qq", *(f"{name}:arm64" for name in DEBIAN_PACKAGES)],
+    log(f"downloading {len(packages)} Debian arm64 packages ({release()}'s ARM64 CPython {python} and its libraries) ...")
+    _run(["apt-get", "download", "-qq", *(f"{name}:arm64" for name in packages)],
          "apt-get download (are apt's arm64 lists there? `apt-get update` after adding the architecture)", cwd=partial / "debs")  # fmt: skip
     debs = sorted((partial / "debs").glob("*.deb"))
     for deb in debs:
         _run(["dpkg", "-x", str(deb), str(partial / "root")], f"dpkg -x {deb.name}")
-    log(f"downloading the aarch64 wheels of ai-edge-litert {litert} and its requirements ...")
+    if not (partial / "root" / interpreter).is_file():
+        raise ArmEnvError(f"python{python}-minimal:arm64 unpacked no {interpreter}")
+    log(f"downloading the aarch64 wheels of ai-edge-litert {litert} for Python {python} and its requirements ...")
     platforms = [arg for platform in WHEEL_PLATFORMS for arg in ("--platform", platform)]
-    _run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", *platforms, "--python-version", "3.11",
-          "--implementation", "cp", "-d", str(partial / "wheels"), f"ai-edge-litert=={litert}"], "pip download")  # fmt: skip
+    _run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", *platforms, "--python-version", python,
+          "--implementation", "cp", "-d", str(partial / "wheels"), f"ai-edge-litert=={litert}"],
+         f"pip download (an aarch64 wheel of ai-edge-litert {litert} for Python {python}, {release()}'s)")  # fmt: skip
     wheels = sorted((partial / "wheels").glob("*.whl"))
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as archive:
             archive.extractall(partial / "site")
     log("checking that the ARM64 Python imports LiteRT under emulation ...")
-    env = ArmEnvironment(qemu=check_system(), root=partial / "root", site=partial / "site")
+    env = ArmEnvironment(qemu=qemu, root=partial / "root", site=partial / "site", python=partial / "root" / interpreter)
     probe = "import platform, numpy, ai_edge_litert.interpreter; print(platform.machine(), platform.python_version(), numpy.__version__)"
-    machine, python, numpy_version = _run(env.command("max", "-c", probe), "the ARM64 Python under qemu").split()
+    machine, python_version, numpy_version = _run(env.command("max", "-c", probe), "the ARM64 Python under qemu").split()
     if machine != "aarch64":
         raise ArmEnvError(f"the emulated Python reports machine {machine!r}, not aarch64")
-    manifest = {"litert": litert, "python": python, "numpy": numpy_version, "debian_packages": [d.name for d in debs],
-                "wheels": [w.name for w in wheels], "qemu": _run([env.qemu, "--version"], "qemu").splitlines()[0],
+    manifest = {"litert": litert, "python": python_version, "interpreter": interpreter, "numpy": numpy_version,
+                "release": release(), "debian_packages": [d.name for d in debs], "wheels": [w.name for w in wheels],
+                "qemu": _run([qemu, "--version"], "qemu").splitlines()[0],
                 "build_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-    (partial / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(partial / "debs")
     shutil.rmtree(partial / "wheels")
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
-    # The paths inside were the partial folder's; nothing records them, so the move keeps it usable.
+    # The paths inside were the partial folder's; the manifest records them relative to the folder.
     return manifest
 
 
@@ -119,14 +226,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even if the folder holds a working environment")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    if not args.force and (out / "manifest.json").is_file() and (out / "root" / PYTHON).is_file():
-        print(f"{out} is there ({json.loads((out / 'manifest.json').read_text())['litert']}); --force rebuilds it")
-        return 0
+    if not args.force:
+        try:
+            ArmEnvironment.find(out)
+        except ArmEnvironmentMissing:
+            pass
+        else:
+            print(f"{out} is there ({json.loads((out / MANIFEST).read_text())['litert']}); --force rebuilds it")
+            return 0
     try:
         manifest = build(out)
-    except ArmEnvError as error:
+    except (ArmEnvError, OSError) as error:
+        # Kept in the target folder, for `inference.arm` (the ARM64 tests) to say why there is no environment.
+        reason = " ".join(str(error).split())
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / BUILD_ERROR).write_text(reason + "\n")
+        except OSError:
+            pass
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, UnsupportedSystem) else 1
     print(f"built {out} in {manifest['build_seconds']} s: ARM64 Python {manifest['python']}, ai-edge-litert "
           f"{manifest['litert']}, numpy {manifest['numpy']}, {manifest['qemu']}")  # fmt: skip
     return 0

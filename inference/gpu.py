@@ -5,9 +5,10 @@
     python -m inference.gpu model_fp32.tflite --enforce-f32   # fp32 compute instead of the default fp16
 
 It prints one JSON object (see `gpu_report`), exit status 0, whether or not a GPU
-accelerator loads. A file that is not a model, or `--images` that are not a .npy
-array fitting the model's input, is bad input, not "no GPU": one `error:` line
-and exit status 2, nothing on stdout. This module needs only numpy and
+accelerator loads: finding out is its job. A file that is not a model, or `--images`
+(uint8 RGB images, preprocessed here as the model's description says) or `--inputs`
+(float model inputs) that are not a .npy array fitting the model, is bad input, not
+"no GPU": one `error:` line and exit status 2, nothing on stdout. This module needs only numpy and
 ai-edge-litert: on a machine with a GPU, copy the `.tflite` files over, `pip install
 ai-edge-litert numpy`, and run it from a checkout (or with `inference/` on the path);
 no TensorFlow is involved.
@@ -33,8 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from common.cli import USER_ERROR, fail
+
 # Exit status of `python -m inference.gpu` for bad input (a file that is no model, --images that do not fit).
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = USER_ERROR
 # "Selected adapter: llvmpipe (LLVM 15.0.6, 256 bits), arch=software, vendor=mesa, backend=Vulkan, adapterType=CPU / Software"
 _ADAPTER_LINE = re.compile(r"Selected adapter: (?P<name>.*?), arch=.*?adapterType=(?P<type>[^\n]*)")
 # The adapter's own type as LiteRT's WebGPU accelerator writes Dawn's wgpu::AdapterType: "Discrete GPU",
@@ -103,7 +106,8 @@ def compare(cpu_outputs: list[np.ndarray], gpu_outputs: list[np.ndarray]) -> dic
 
 
 def check(
-    path: str, images: np.ndarray | None = None, *, enforce_f32: bool = False, warmup: int = 0, runs: int = 0
+    path: str, images: np.ndarray | None = None, *, enforce_f32: bool = False, warmup: int = 0, runs: int = 0,
+    rgb_images: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Loads `path` on the GPU accelerator (no CPU fallback), compares it with LiteRT CPU, times it (in-process).
 
@@ -113,6 +117,8 @@ def check(
             edge as the model needs); default one smooth image.
         enforce_f32: fp32 arithmetic on the GPU instead of the accelerator's fp16 default.
         warmup, runs: untimed and timed runs on the GPU after the comparison (0: no timing).
+        rgb_images: instead of `images`, uint8 RGB images [n, h, w, 3] of any size, given the
+            preprocessing the file's description records (see `preprocessed`).
 
     Returns:
         See `gpu_report`.
@@ -126,6 +132,8 @@ def check(
     # The CPU reference first: a file that is no model, or images that do not fit it, are bad
     # input whether or not a GPU loads, and are refused before any GPU work.
     cpu = TFLiteModel(path, device="cpu")
+    if rgb_images is not None:
+        images = preprocessed(path, np.asarray(rgb_images))
     batch = smooth_input(cpu.input.shape) if images is None else np.asarray(images)
     if batch.ndim != 4 or len(batch) == 0:
         raise ImagesMismatch(f"want [n, H, W, C] with n >= 1, got shape {list(batch.shape)}")
@@ -193,7 +201,7 @@ def gpu_report(
         if images is not None:
             images_path = os.path.join(folder, "images.npy")
             np.save(images_path, np.asarray(images, np.float32))
-            command += ["--images", images_path]
+            command += ["--inputs", images_path]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -219,27 +227,60 @@ def load_images(path: str) -> np.ndarray:
         raise ImagesMismatch(f"not a .npy array: {error}") from error
 
 
+def preprocessed(path: str, images: np.ndarray) -> np.ndarray:
+    """Float model inputs [n, H, W, 3] of uint8 RGB `images` [n, h, w, 3] (any size), each through the
+    preprocessing `path`'s description records (`inference.preprocess`), as the app would feed them.
+
+    Raises:
+        ImagesMismatch: `images` are not uint8 RGB images.
+        ValueError: `path` is not a model of this project (no description: nothing says how to preprocess).
+    """
+    from inference.description import read_description
+    from inference.preprocess import description_preprocessing, preprocess
+
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or len(images) == 0:
+        raise ImagesMismatch(f"want uint8 RGB images [n, H, W, 3] with n >= 1, got {images.dtype} {list(images.shape)}")
+    try:
+        description = read_description(path)
+    except ValueError as error:
+        raise ValueError(f"{error} (RGB images need a file of this project, which records its preprocessing; "
+                         "give model inputs with --inputs)") from None  # fmt: skip
+    how = description_preprocessing(description)
+    return np.concatenate([preprocess(image, description.input_size, description.normalization, how)[0] for image in images])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inference.gpu", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("tflite", help="the .tflite file")
-    parser.add_argument("--images", metavar="NPY", help="float32 [n, H, W, 3] inputs to compare on (default: one smooth image)")
+    parser.add_argument("--images", metavar="NPY", help="uint8 [n, H, W, 3] RGB images (any size) to compare on, given "
+                        "the model's own preprocessing (default: one smooth input); a float32 array is still read as "
+                        "--inputs (deprecated: use --inputs)")  # fmt: skip
+    parser.add_argument("--inputs", metavar="NPY", help="float32 [n, H, W, 3] model inputs, already preprocessed, at the "
+                        "model's input size")  # fmt: skip
     parser.add_argument("--enforce-f32", action="store_true", help="fp32 arithmetic on the GPU (default: the accelerator's fp16)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs before timing (default 3)")
     parser.add_argument("--runs", type=int, default=0, help="timed runs (default 0: no timing)")
     args = parser.parse_args(argv)
+    if args.images and args.inputs:
+        parser.error("give --images (RGB images) or --inputs (model inputs), not both")
+    if args.warmup < 0 or args.runs < 0:
+        parser.error(f"--warmup and --runs must be 0 or more, got {args.warmup} and {args.runs}")
+    flag, array = ("--images", args.images) if args.images else ("--inputs", args.inputs)
     # Bad input is one line and EXIT_BAD_INPUT, nothing on stdout; it is never reported as "no GPU".
     try:
         if not os.path.isfile(args.tflite):
             raise FileNotFoundError(f"model file not found: {args.tflite}")
-        images = load_images(args.images) if args.images else None
-        report = check(args.tflite, images, enforce_f32=args.enforce_f32, warmup=args.warmup, runs=args.runs)
+        inputs = load_images(array) if array else None
+        rgb = inputs if args.images and not np.issubdtype(inputs.dtype, np.floating) else None
+        if args.images and rgb is None:  # what --images meant here before it meant RGB images, as in every other command
+            print("warning: --images with float model inputs is deprecated; use --inputs", file=sys.stderr)
+        report = check(args.tflite, None if rgb is not None else inputs, enforce_f32=args.enforce_f32, warmup=args.warmup,
+                       runs=args.runs, rgb_images=rgb)  # fmt: skip
     except ImagesMismatch as error:
-        print(f"error: --images {args.images}: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return fail(f"{flag} {array}: {error}", EXIT_BAD_INPUT)
     except (FileNotFoundError, ValueError) as error:  # ValueError: InvalidModel, a file LiteRT cannot read
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return fail(error, EXIT_BAD_INPUT)
     print(json.dumps(report), flush=True)  # the one line of output, only once everything has run
     return 0
 

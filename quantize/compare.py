@@ -22,9 +22,10 @@ import sys
 import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import tempfile  # noqa: E402
 from typing import Any, Callable, Sequence  # noqa: E402
+
+from common.cli import add_json_flag  # noqa: E402
 
 DEFAULT_MODEL = os.path.join("runs", "latest", "model.keras")
 ROWS = ("fp32", "int8 PTQ", "int8 QAT")
@@ -142,7 +143,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calibration-steps", type=int, default=100, metavar="N",
                    help="calibration images of the post-training int8 export (default 100)")
     p.add_argument("--keep", metavar="DIR", help="keep the fp32 and int8 PTQ files in DIR (default: a temporary folder, removed)")
-    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
+    add_json_flag(p, "the rows")
     args = p.parse_args(argv)
     for name in ("limit", "calibration_steps"):
         value = getattr(args, name)
@@ -152,21 +153,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (1 with a message on bad input)."""
+    """Command-line entry point; returns the exit code (common/cli.py: 2 for bad input, 1 for a failed export)."""
     args = parse_args(argv)
+    from common.cli import check_json_path, check_output_flag, fail, json_to_stdout, write_json
     from convert.export import ExportError
     from data.datasets import DatasetError
 
     try:
+        check_json_path(args.json)
+        check_output_flag("--keep", args.keep, folder=True)
         rows = compare(args.model, args.qat, args.data, args.split, args.limit, args.calibration_steps, args.keep,
                        log=lambda message: print(message, file=sys.stderr, flush=True))  # fmt: skip
-    except (ExportError, DatasetError, FileNotFoundError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
+    except (ExportError, DatasetError, OSError, ValueError) as error:
+        return fail(error)
+    if not json_to_stdout(args.json):
         print(format_table(rows, f"{args.model} on {args.data or 'its own data'} ({args.split})"))
+    write_json(args.json, rows)
     return 0
 
 

@@ -25,6 +25,7 @@ from typing import Sequence
 
 import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
+from common.cli import exit_process  # noqa: E402
 from configs import QATExperimentConfig, add_loop_flags, document_defaults  # noqa: E402  (after the environment variable above)
 
 # argparse dest -> the config field (configs.QATExperimentConfig) the flag sets; a flag
@@ -88,8 +89,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (1 with a message on bad input)."""
+    """Command-line entry point; returns the exit code (common/cli.py: 2 for bad input, 1 for a diverged
+    fine-tuning or a failed export)."""
     args = parse_args(argv)
+    from common.cli import fail
     from convert.export import ExportError
     from convert.export_report import format_report
     from quantize.finetune import QATError, resolve_qat_config, run_qat
@@ -101,9 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         file_layer = read_file(args.config, QATExperimentConfig) if args.config else {}
         config, model = resolve_qat_config(file_layer, flag_overrides(args, FLAGS), resume=args.resume, flags=FLAGS)
         report = run_qat(config, model, resume=args.resume, log=lambda message: print(message, flush=True))
-    except (ConfigError, QATError, DatasetError, ExportError, NonFiniteLoss, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except (ConfigError, QATError, DatasetError, ExportError, NonFiniteLoss, OSError) as error:
+        return fail(error)
     if "int8_rules" not in report:  # qat.export false: stopped after model_qat.keras
         return 0
     print(format_report([report]))
@@ -118,4 +120,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main)

@@ -11,7 +11,7 @@ Shared fixtures (test modules never import one another; what several need is her
 `make_tiny_model`, `make_tiny_export_model`, `make_image_sensitive_model` (factories of fresh tiny models), `tiny_ksac` (one
 read-only tiny model for the session), `save_tiny_model` (a tiny model saved as .keras),
 `one_conv_tflite` (a one-convolution .tflite), `make_description` (a complete model description), `gpu_adapter`, `assert_runs_on_gpu` (LiteRT's GPU accelerator),
-`assert_int8_parity` (an int8 export against Keras)
+`assert_int8_parity` (an int8 export against Keras), `wrong_kernel_parity` (the same with one shared kernel made wrong)
 and `run_core_tests` (the Android demo's Java core tests).
 """
 
@@ -224,6 +224,48 @@ def assert_int8_parity() -> Callable[..., None]:
         assert report["argmax_agreement"] >= min_agreement and report["max_abs_diff"] <= max_diff, figures
 
     return check
+
+
+def _with_wrong_shared_kernel(tflite: bytes, rates: list[int], kind: str) -> bytes:
+    """`tflite` with the int8 bytes of one shared pyramid kernel (`kind`: "kernel", "depthwise" or "pointwise")
+    reversed along its output channels: a wrong kernel with the right values and scales."""
+    import numpy as np
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from convert.tflite_file import load_model, pyramid_buffers
+
+    flatbuffer = load_model(tflite)
+    (buffer,) = pyramid_buffers(flatbuffer, rates)[kind]
+    tensor = next(t for t in flatbuffer.subgraphs[0].tensors if t.buffer == buffer)
+    values = np.asarray(flatbuffer.buffers[buffer].data, np.uint8).reshape(tensor.shape)
+    flatbuffer.buffers[buffer].data = np.ascontiguousarray(np.flip(values, tensor.quantization.quantizedDimension)).ravel()
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(flatbuffer))
+
+
+@pytest.fixture(scope="session")
+def wrong_kernel_parity() -> Callable[..., dict[str, Any]]:
+    """`wrong_kernel_parity(model, tflite, kind, parity_images=2, input_size=None)`: the int8 parity figures
+    (`argmax_agreement`, `max_abs_diff`) of `tflite` with one shared pyramid kernel made wrong (`kind`: "kernel",
+    "depthwise" or "pointwise"), against `model` on the export's own parity images (its `synthetic` val images,
+    at `input_size` when the file was exported at another size): what the calling test's bounds must refuse,
+    checked on every run rather than once by hand.
+    """
+
+    def compute(model: Any, tflite: bytes, kind: str, parity_images: int = 2, input_size: int | None = None) -> dict[str, Any]:
+        from convert.graph import prepare_for_export
+        from convert.parity import eval_images, parity
+        from zoo import describe
+
+        description = describe(model)
+        size = (input_size, input_size) if input_size else description.input_size
+        reference = prepare_for_export(model, "fp32", input_size) if input_size else model  # as the exporter compares
+        broken = _with_wrong_shared_kernel(tflite, list(description.rates), kind)
+        images = list(eval_images("synthetic", "val", size, description.normalization, parity_images))
+        figures = parity(reference, broken, images, "logits")
+        print(f"\nint8 parity with a wrong shared {kind} kernel: {figures}")
+        return figures
+
+    return compute
 
 
 # ---------------------------------------------------------------- the Android demo's Java core

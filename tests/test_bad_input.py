@@ -1,12 +1,15 @@
-"""Every command refuses bad input the same way (issue 23): a non-zero exit, a message that names the
-file or value, no Python traceback, and nothing written (no output file, no run folder).
+"""Every command refuses bad input the same way (issue 23): the exit code of the rule in docs/cli.md (2: the
+user's input or environment is wrong; 1: the work itself failed), one `error:` message that names the file or
+value and says why, no Python traceback, and nothing written (no output file, no run folder).
 
 One table drives every command as a user runs it (a subprocess, in a folder of its own), with what
 users actually get wrong: a file that is not what the flag wants (text, empty, random bytes, a
 truncated or garbled model), a config file whose sections are not mappings, an output path that is a
-directory or lies under a file, a limit of 0, an empty dataset, an unknown name, a missing file.
-The rows run two at a time (each starts Python, most import TensorFlow: about 3.5 s of CPU a row), so
-the table keeps to one row per mistake and command; rows that only guard what already worked are few.
+directory or lies under a file, a limit of 0, an empty dataset, an unknown name, a missing file, a
+missing environment. Each row states its exit code and the words its message must hold: the bad value
+and the reason (an argparse usage line alone does not pass). The rows run two at a time (each starts
+Python, most import TensorFlow: about 3.5 s of CPU a row), so the table keeps to one row per mistake and
+command; rows that only guard what already worked are few.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ COMMANDS = {
     "android_bench": ["benchmarks/android.py"],
     "inspect": ["-m", "convert.inspect"],
     "gpu": ["-m", "inference.gpu"],
+    "arm": ["-m", "inference.arm"],
     "zoo": ["-m", "zoo"],
     "prepare_assets": ["android_demo/prepare_assets.py"],
     "make_golden": ["-m", "android_demo.make_golden"],
@@ -46,95 +50,149 @@ COMMANDS = {
 TINY_TRAIN = ("--model", "mobilenetv2_ksac", "--width", "0.35", "--head-filters", "16", "--crop-size", "65",
               "--batch-size", "2", "--steps", "1", "--out", "run")  # fmt: skip
 IMAGE = ("--image", "{in}/image.png")
+USER, FAILED = 2, 1  # the exit codes of the rule (common/cli.py)
+# Why a file is not a model, in the words of the reader that finds out.
+NOT_TFLITE, DAMAGED = "is not a TFLite model", "is not a valid TFLite model"
+NOT_KERAS = "not a Keras model"
+NOT_MAPPING = "must be a mapping"
+UNDER_A_FILE, A_DIRECTORY = "is a file, not a directory", "is a directory; give a file name"
+NOT_A_FOLDER = "exists and is not a directory"
 
 
 @dataclass(frozen=True)
 class Row:
     """One bad input: `args` ({in}: the shared inputs folder) run in a fresh folder holding `setup`.
 
-    `names` is the text the message must contain (the file or value the user got wrong); `setup`
-    maps a name in the row's folder to a file's text, or to None for an (empty) folder.
+    `code` is the exit code the rule gives; `says` the texts the error message must hold ({in} as in
+    `args`): the file or value the user got wrong, and the words of the reason that tell this mistake from
+    another. `setup` maps a name in the row's folder to a file's text, or to None for an (empty) folder;
+    `env` sets environment variables of the command ({in} as in `args`).
     """
 
     command: str
     case: str
     args: tuple[str, ...]
-    names: str
+    code: int
+    says: tuple[str, ...]
     setup: dict[str, str | None] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 TABLE = [
     # -- a .tflite that is not one
-    Row("inspect", "text file as .tflite", ("{in}/text.tflite",), "{in}/text.tflite"),
-    Row("inspect", "empty .tflite", ("{in}/empty.tflite",), "{in}/empty.tflite"),
-    Row("inspect", "random bytes as .tflite", ("{in}/random.tflite",), "{in}/random.tflite"),
-    Row("inspect", "TFL3 + garbage", ("{in}/tfl3.tflite",), "{in}/tfl3.tflite"),
-    Row("inspect", "truncated .tflite", ("{in}/truncated.tflite",), "{in}/truncated.tflite"),
-    Row("predict", "--model TFL3 + garbage", ("--model", "{in}/tfl3.tflite", *IMAGE, "--out", "o.png"), "{in}/tfl3.tflite"),
-    Row("predict", "--model truncated .tflite", ("--model", "{in}/truncated.tflite", *IMAGE, "--out", "o.png"), "{in}/truncated.tflite"),
-    Row("evaluate", "--model TFL3 + garbage", ("--model", "{in}/tfl3.tflite",), "{in}/tfl3.tflite"),
-    Row("gpu", "text file as model", ("{in}/text.tflite",), "{in}/text.tflite"),
-    Row("gpu", "TFL3 + garbage", ("{in}/tfl3.tflite",), "{in}/tfl3.tflite"),
-    Row("prepare_assets", "--model TFL3 + garbage", ("--model", "{in}/tfl3.tflite", "--assets", "assets"), "{in}/tfl3.tflite"),
-    Row("make_golden", "--model truncated .tflite", ("--model", "{in}/truncated.tflite", "--out", "golden"), "{in}/truncated.tflite"),
+    Row("inspect", "text file as .tflite", ("{in}/text.tflite",), USER, ("{in}/text.tflite", NOT_TFLITE)),
+    Row("inspect", "empty .tflite", ("{in}/empty.tflite",), USER, ("{in}/empty.tflite", "is empty")),
+    Row("inspect", "random bytes as .tflite", ("{in}/random.tflite",), USER, ("{in}/random.tflite", NOT_TFLITE)),
+    Row("inspect", "TFL3 + garbage", ("{in}/tfl3.tflite",), USER, ("{in}/tfl3.tflite", DAMAGED)),
+    Row("inspect", "truncated .tflite", ("{in}/truncated.tflite",), USER, ("{in}/truncated.tflite", DAMAGED)),
+    Row("predict", "--model TFL3 + garbage", ("--model", "{in}/tfl3.tflite", *IMAGE, "--out", "o.png"), USER,
+        ("{in}/tfl3.tflite", DAMAGED)),  # fmt: skip
+    Row("predict", "--model truncated .tflite", ("--model", "{in}/truncated.tflite", *IMAGE, "--out", "o.png"), USER,
+        ("{in}/truncated.tflite", DAMAGED)),  # fmt: skip
+    Row("evaluate", "--model TFL3 + garbage", ("--model", "{in}/tfl3.tflite",), USER, ("{in}/tfl3.tflite", DAMAGED)),
+    Row("gpu", "text file as model", ("{in}/text.tflite",), USER, ("{in}/text.tflite", DAMAGED)),
+    Row("gpu", "TFL3 + garbage", ("{in}/tfl3.tflite",), USER, ("{in}/tfl3.tflite", DAMAGED)),
+    Row("prepare_assets", "--model TFL3 + garbage", ("--model", "{in}/tfl3.tflite", "--assets", "assets"), USER,
+        ("{in}/tfl3.tflite", DAMAGED)),  # fmt: skip
+    Row("make_golden", "--model truncated .tflite", ("--model", "{in}/truncated.tflite", "--out", "golden"), USER,
+        ("{in}/truncated.tflite", DAMAGED)),  # fmt: skip
     Row("android_bench", "--model TFL3 + garbage", ("--model", "{in}/tfl3.tflite", "--benchmark-binary", "{in}/text.tflite",
-                                                    "--results", "rows.json"), "{in}/tfl3.tflite"),  # fmt: skip
+                                                    "--results", "rows.json"), USER, ("{in}/tfl3.tflite", DAMAGED)),  # fmt: skip
     # -- a .keras that is not one
-    Row("predict", "--model text .keras", ("--model", "{in}/text.keras", *IMAGE, "--out", "o.png"), "{in}/text.keras"),
-    Row("predict", "--model empty .keras", ("--model", "{in}/empty.keras", *IMAGE, "--out", "o.png"), "{in}/empty.keras"),
-    Row("to_tflite", "--model text .keras", ("--model", "{in}/text.keras", "--out", "m.tflite"), "{in}/text.keras"),
-    Row("to_tflite", "--model empty .keras", ("--model", "{in}/empty.keras", "--out", "m.tflite"), "{in}/empty.keras"),
-    Row("evaluate", "--model text .keras", ("--model", "{in}/text.keras",), "{in}/text.keras"),
-    Row("benchmarks", "--trained folder with a text model.keras", ("--trained", "trained", "--out", "b"), "trained",
-        {"trained": None, "trained/model.keras": "not a model\n"}),
+    Row("predict", "--model text .keras", ("--model", "{in}/text.keras", *IMAGE, "--out", "o.png"), USER,
+        ("{in}/text.keras", NOT_KERAS)),  # fmt: skip
+    Row("predict", "--model empty .keras", ("--model", "{in}/empty.keras", *IMAGE, "--out", "o.png"), USER,
+        ("{in}/empty.keras", NOT_KERAS)),  # fmt: skip
+    Row("to_tflite", "--model text .keras", ("--model", "{in}/text.keras", "--out", "m.tflite"), USER,
+        ("{in}/text.keras", NOT_KERAS)),  # fmt: skip
+    Row("to_tflite", "--model empty .keras", ("--model", "{in}/empty.keras", "--out", "m.tflite"), USER,
+        ("{in}/empty.keras", NOT_KERAS)),  # fmt: skip
+    Row("evaluate", "--model text .keras", ("--model", "{in}/text.keras",), USER, ("{in}/text.keras", NOT_KERAS)),
+    Row("qat", "--model text .keras", ("--model", "{in}/text.keras", "--out", "q"), USER, ("{in}/text.keras", NOT_KERAS)),
+    Row("benchmarks", "--trained folder with a text model.keras", ("--trained", "trained", "--out", "b"), USER,
+        ("trained/model.keras", NOT_KERAS), {"trained": None, "trained/model.keras": "not a model\n"}),  # fmt: skip
     # -- config files whose sections are not mappings
-    Row("train", "config `model: foo`", ("--config", "{in}/model_foo.yaml", "--out", "run"), "{in}/model_foo.yaml"),
-    Row("train", "config `export: 7`", ("--config", "{in}/export_7.yaml", "--out", "run"), "{in}/export_7.yaml"),
-    Row("train", "config `training:` empty + --resume", ("--config", "{in}/training_empty.yaml", "--resume"), "runs/latest"),
-    Row("to_tflite", "config `export: 7`", ("--model", "{in}/good.keras", "--config", "{in}/export_7.yaml", "--out", "m.tflite"), "{in}/export_7.yaml"),
-    Row("to_tflite", "config `model: foo`", ("--model", "{in}/good.keras", "--config", "{in}/model_foo.yaml", "--out", "m.tflite"), "{in}/model_foo.yaml"),
-    Row("to_tflite", "config is a YAML list", ("--model", "{in}/good.keras", "--config", "{in}/list.yaml", "--out", "m.tflite"), "{in}/list.yaml"),
-    Row("evaluate", "config `data: foo`", ("--model", "{in}/good.keras", "--config", "{in}/data_foo.yaml"), "{in}/data_foo.yaml"),
-    Row("evaluate", "config `model: foo`", ("--model", "{in}/good.keras", "--config", "{in}/model_foo.yaml"), "{in}/model_foo.yaml"),
-    Row("qat", "config `qat: foo`", ("--model", "{in}/good.keras", "--config", "{in}/qat_foo.yaml", "--out", "q"), "{in}/qat_foo.yaml"),
-    Row("qat", "config `data: 7`", ("--model", "{in}/good.keras", "--config", "{in}/data_7.yaml", "--out", "q"), "{in}/data_7.yaml"),
-    Row("benchmarks", "config `benchmark: 7`", ("--config", "{in}/benchmark_7.yaml", "--out", "b"), "{in}/benchmark_7.yaml"),
+    Row("train", "config `model: foo`", ("--config", "{in}/model_foo.yaml", "--out", "run"), USER,
+        ("{in}/model_foo.yaml", "model", NOT_MAPPING)),  # fmt: skip
+    Row("train", "config `export: 7`", ("--config", "{in}/export_7.yaml", "--out", "run"), USER,
+        ("{in}/export_7.yaml", "export", NOT_MAPPING)),  # fmt: skip
+    Row("train", "config `training:` empty + --resume", ("--config", "{in}/training_empty.yaml", "--resume"), USER,
+        ("--resume", "runs/latest/config.yaml not found")),  # fmt: skip
+    Row("to_tflite", "config `export: 7`", ("--model", "{in}/good.keras", "--config", "{in}/export_7.yaml", "--out", "m.tflite"),
+        USER, ("{in}/export_7.yaml", "export", NOT_MAPPING)),  # fmt: skip
+    Row("to_tflite", "config `model: foo`", ("--model", "{in}/good.keras", "--config", "{in}/model_foo.yaml", "--out", "m.tflite"),
+        USER, ("{in}/model_foo.yaml", "model", NOT_MAPPING)),  # fmt: skip
+    Row("to_tflite", "config is a YAML list", ("--model", "{in}/good.keras", "--config", "{in}/list.yaml", "--out", "m.tflite"),
+        USER, ("{in}/list.yaml", "expected a mapping of sections, got list")),  # fmt: skip
+    Row("evaluate", "config `data: foo`", ("--model", "{in}/good.keras", "--config", "{in}/data_foo.yaml"), USER,
+        ("{in}/data_foo.yaml", "data", NOT_MAPPING)),  # fmt: skip
+    Row("evaluate", "config `model: foo`", ("--model", "{in}/good.keras", "--config", "{in}/model_foo.yaml"), USER,
+        ("{in}/model_foo.yaml", "model", NOT_MAPPING)),  # fmt: skip
+    Row("qat", "config `qat: foo`", ("--model", "{in}/good.keras", "--config", "{in}/qat_foo.yaml", "--out", "q"), USER,
+        ("{in}/qat_foo.yaml", "qat", NOT_MAPPING)),  # fmt: skip
+    Row("qat", "config `data: 7`", ("--model", "{in}/good.keras", "--config", "{in}/data_7.yaml", "--out", "q"), USER,
+        ("{in}/data_7.yaml", "data", NOT_MAPPING)),  # fmt: skip
+    Row("benchmarks", "config `benchmark: 7`", ("--config", "{in}/benchmark_7.yaml", "--out", "b"), USER,
+        ("{in}/benchmark_7.yaml", "benchmark", NOT_MAPPING)),  # fmt: skip
     # -- weights whose checkpoint index is not one
-    Row("train", "--weights with a garbage .index", (*TINY_TRAIN, "--weights", "{in}/garbage.ckpt"), "{in}/garbage.ckpt"),
-    Row("train", "--weights with an empty .index", (*TINY_TRAIN, "--weights", "{in}/empty.ckpt"), "{in}/empty.ckpt"),
-    Row("train", "--weights checkpoint without its .data file", (*TINY_TRAIN, "--weights", "{in}/nodata/model.ckpt"),
-        "{in}/nodata/model.ckpt"),  # fmt: skip
+    Row("train", "--weights with a garbage .index", (*TINY_TRAIN, "--weights", "{in}/garbage.ckpt"), USER,
+        ("--weights", "{in}/garbage.ckpt", "checkpoint")),  # fmt: skip
+    Row("train", "--weights with an empty .index", (*TINY_TRAIN, "--weights", "{in}/empty.ckpt"), USER,
+        ("--weights", "{in}/empty.ckpt", "checkpoint")),  # fmt: skip
+    Row("train", "--weights checkpoint without its .data file", (*TINY_TRAIN, "--weights", "{in}/nodata/model.ckpt"), USER,
+        ("{in}/nodata/model.ckpt", ".data")),  # fmt: skip
     # -- outputs that cannot be written: checked before any work
-    Row("predict", "--out an existing directory", ("--model", "{in}/good.keras", *IMAGE, "--out", "taken"), "taken", {"taken": None}),
-    Row("predict", "--out under a file", ("--model", "{in}/good.keras", *IMAGE, "--out", "afile/o.png"), "afile", {"afile": "x"}),
-    Row("to_tflite", "--out an existing directory", ("--model", "{in}/good.keras", "--out", "taken"), "taken", {"taken": None}),
+    Row("predict", "--out an existing directory", ("--model", "{in}/good.keras", *IMAGE, "--out", "taken"), USER,
+        ("--out", "taken", A_DIRECTORY), {"taken": None}),  # fmt: skip
+    Row("predict", "--out under a file", ("--model", "{in}/good.keras", *IMAGE, "--out", "afile/o.png"), USER,
+        ("--out", "afile/o.png", UNDER_A_FILE), {"afile": "x"}),  # fmt: skip
+    Row("to_tflite", "--out an existing directory", ("--model", "{in}/good.keras", "--out", "taken"), USER,
+        ("--out", "taken", A_DIRECTORY), {"taken": None}),  # fmt: skip
     Row("to_tflite", "--out under a file (missing folder in a file)", ("--model", "{in}/good.keras", "--out", "afile/new/m.tflite"),
-        "afile", {"afile": "x"}),  # fmt: skip
+        USER, ("--out", "afile/new/m.tflite", UNDER_A_FILE), {"afile": "x"}),  # fmt: skip
     Row("to_tflite", "--json under a file", ("--model", "{in}/good.keras", "--out", "m.tflite", "--json", "afile/r.json"),
-        "afile", {"afile": "x"}),  # fmt: skip
-    Row("train", "--out an existing file", (*TINY_TRAIN[:-2], "--out", "afile"), "afile", {"afile": "x"}),
-    Row("qat", "--out an existing file", ("--model", "{in}/good.keras", "--out", "afile"), "afile", {"afile": "x"}),
+        USER, ("--json", "afile/r.json", UNDER_A_FILE), {"afile": "x"}),  # fmt: skip
+    Row("evaluate", "--json under a file", ("--model", "{in}/good.keras", "--json", "afile/r.json"), USER,
+        ("--json", "afile/r.json", UNDER_A_FILE), {"afile": "x"}),  # fmt: skip
+    Row("train", "--out an existing file", (*TINY_TRAIN[:-2], "--out", "afile"), USER, ("--out", "afile", NOT_A_FOLDER), {"afile": "x"}),
+    Row("qat", "--out an existing file", ("--model", "{in}/good.keras", "--out", "afile"), USER, ("--out", "afile", NOT_A_FOLDER),
+        {"afile": "x"}),  # fmt: skip
     Row("benchmarks", "--out an existing file", ("--models", "mobilenetv2_ksac", "--precisions", "fp32", "--threads", "1",
-                                                 "--input-size", "33", "--out", "afile"), "afile", {"afile": "x"}),  # fmt: skip
-    Row("prepare_assets", "--assets an existing file", ("--model", "{in}/described.tflite", "--assets", "afile"), "afile", {"afile": "x"}),
-    Row("make_golden", "--out an existing file", ("--model", "{in}/described.tflite", "--out", "afile"), "afile", {"afile": "x"}),
-    Row("tiny_model", "--out under a file", ("--out", "afile/m.tflite", "--precision", "fp32"), "afile", {"afile": "x"}),
+                                                 "--input-size", "33", "--out", "afile"), USER, ("--out", "afile", NOT_A_FOLDER),
+        {"afile": "x"}),  # fmt: skip
+    Row("prepare_assets", "--assets an existing file", ("--model", "{in}/described.tflite", "--assets", "afile"), USER,
+        ("afile", NOT_A_FOLDER), {"afile": "x"}),  # fmt: skip
+    Row("make_golden", "--out an existing file", ("--model", "{in}/described.tflite", "--out", "afile"), USER,
+        ("afile", NOT_A_FOLDER), {"afile": "x"}),  # fmt: skip
+    Row("tiny_model", "--out under a file", ("--out", "afile/m.tflite", "--precision", "fp32"), USER,
+        ("afile/m.tflite", UNDER_A_FILE), {"afile": "x"}),  # fmt: skip
     Row("android_bench", "--results a directory", ("--model", "{in}/described.tflite", "--benchmark-binary", "{in}/text.tflite",
-                                                   "--results", "taken"), "taken", {"taken": None}),  # fmt: skip
+                                                   "--results", "taken"), USER, ("--results", "taken", A_DIRECTORY),
+        {"taken": None}),  # fmt: skip
     Row("android_bench", "--results not a list of rows", ("--model", "{in}/described.tflite", "--benchmark-binary",
-                                                          "{in}/text.tflite", "--results", "rows.json"), "rows.json",
-        {"rows.json": '{"not": "a list"}'}),  # fmt: skip
+                                                          "{in}/text.tflite", "--results", "rows.json"), USER,
+        ("rows.json", "expected a list of rows"), {"rows.json": '{"not": "a list"}'}),  # fmt: skip
     # -- numbers and data that leave nothing to do
-    Row("evaluate", "--limit 0", ("--model", "{in}/good.keras", "--limit", "0"), "--limit"),
-    Row("evaluate", "--limit -3", ("--model", "{in}/good.keras", "--limit", "-3"), "-3"),
-    Row("evaluate", "empty dataset folder", ("--model", "{in}/good.keras", "--data", "folder:{in}/emptydir"), "{in}/emptydir"),
-    Row("zoo", "summary --input-size 0", ("summary", "mobilenetv2_ksac", "--input-size", "0"), "got 0"),
-    Row("tiny_model", "--input-size 0", ("--out", "m.tflite", "--input-size", "0"), "got 0"),
-    Row("gpu", "--images of the wrong shape", ("{in}/described.tflite", "--images", "{in}/wrong_shape.npy"), "{in}/wrong_shape.npy"),
-    Row("gpu", "--images not a .npy", ("{in}/described.tflite", "--images", "{in}/text.tflite"), "{in}/text.tflite"),
-    # -- unknown names, missing files
-    Row("train", "unknown model", ("--model", "resnet50_ksac", "--out", "run"), "resnet50_ksac"),
-    Row("to_tflite", "missing --model", ("--model", "{in}/missing.keras",), "{in}/missing.keras"),
+    Row("evaluate", "--limit 0", ("--model", "{in}/good.keras", "--limit", "0"), USER, ("--limit", "must be at least 1, got 0")),
+    Row("evaluate", "--limit -3", ("--model", "{in}/good.keras", "--limit", "-3"), USER, ("--limit", "must be at least 1, got -3")),
+    Row("evaluate", "empty dataset folder", ("--model", "{in}/good.keras", "--data", "folder:{in}/emptydir"), USER,
+        ("{in}/emptydir", "images folder not found")),  # fmt: skip
+    Row("zoo", "summary --input-size 0", ("summary", "mobilenetv2_ksac", "--input-size", "0"), USER, ("input", "got 0")),
+    Row("tiny_model", "--input-size 0", ("--out", "m.tflite", "--input-size", "0"), USER, ("input", "got 0")),
+    Row("gpu", "--inputs of the wrong shape", ("{in}/described.tflite", "--inputs", "{in}/wrong_shape.npy"), USER,
+        ("--inputs {in}/wrong_shape.npy", "want [n, H, W, C]")),  # fmt: skip
+    Row("gpu", "--images not a .npy", ("{in}/described.tflite", "--images", "{in}/text.tflite"), USER,
+        ("--images {in}/text.tflite", "not a .npy array")),  # fmt: skip
+    Row("gpu", "--images not uint8 RGB", ("{in}/described.tflite", "--images", "{in}/int_images.npy"), USER,
+        ("--images {in}/int_images.npy", "want uint8 RGB images")),  # fmt: skip
+    # -- unknown names, missing files, a missing environment
+    Row("train", "unknown model", ("--model", "resnet50_ksac", "--out", "run"), USER, ("resnet50_ksac", "invalid choice")),
+    Row("to_tflite", "missing --model", ("--model", "{in}/missing.keras",), USER, ("{in}/missing.keras", "not found")),
+    Row("arm", "no ARM64 environment", ("{in}/described.tflite",), USER, ("no emulated ARM64 environment", "make arm-env"),
+        env={"KSAC_ARM_ENV": "{in}/emptydir"}),  # fmt: skip
+    # -- good input, failed work: exit 1 (the run folder, which has no checkpoint yet, is removed)
+    Row("train", "--lr 1e30: the loss diverges", (*TINY_TRAIN[:-4], "--steps", "3", "--lr", "1e30", "--out", "run"), FAILED,
+        ("the loss is", "Lower the learning rate (--lr)")),  # fmt: skip
 ]
 
 
@@ -147,8 +205,25 @@ def _snapshot(folder: Path) -> dict[str, tuple[bool, int, int]]:
     return out
 
 
-def run_row(row: Row, folder: Path, root: Path, inputs: Path) -> str:
-    """Runs one row in `folder` (made here); returns "ok" or what went wrong."""
+@dataclass(frozen=True)
+class Outcome:
+    """What one row did: `problems` ("ok", else what went wrong), its exit code (None: timed out) and its
+    error message (from its last `error:` line on)."""
+
+    problems: str
+    code: int | None
+    message: str
+
+
+def error_message(output: str) -> str:
+    """A command's error message: from its last `error:` line (ours, or argparse's `PROG: error:`) to the end."""
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("error: ") or ": error: " in line]
+    return "\n".join(lines[starts[-1] :]).strip() if starts else ""
+
+
+def run_row(row: Row, folder: Path, root: Path, inputs: Path) -> Outcome:
+    """Runs one row in `folder` (made here) and checks it against the row."""
     folder.mkdir(parents=True)
     for name, text in row.setup.items():
         (folder / name).mkdir() if text is None else (folder / name).write_text(text)
@@ -157,7 +232,7 @@ def run_row(row: Row, folder: Path, root: Path, inputs: Path) -> str:
     command = COMMANDS[row.command]
     if command[0] != "-m":
         command = [str(root / command[0])]
-    env = dict(os.environ)
+    env = dict(os.environ, **{name: value.replace("{in}", str(inputs)) for name, value in row.env.items()})
     env.pop("TF_CONFIG", None)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user runs them
     if root != ROOT:  # another checkout (e.g. an older one, to see what a row did before a fix)
@@ -165,24 +240,27 @@ def run_row(row: Row, folder: Path, root: Path, inputs: Path) -> str:
     try:
         done = subprocess.run([sys.executable, *command, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
-        return "timed out"
+        return Outcome("timed out", None, "")
     output = done.stdout + done.stderr
+    message = error_message(output)
     problems = []
-    if done.returncode == 0:
-        problems.append("exit 0")
+    if done.returncode != row.code:
+        problems.append(f"exit {done.returncode}, not {row.code}")
     if "Traceback" in output:
         last = [line for line in output.splitlines() if line.strip()][-1]
         problems.append(f"traceback: {last[:120]}")
-    elif row.names.replace("{in}", str(inputs)) not in output:
-        tail = [line for line in output.splitlines() if line.strip()][-1:] or ["(no output)"]
-        problems.append(f"message does not name {row.names!r}: {tail[0][:120]}")
+    else:
+        missing = [text for text in row.says if text.replace("{in}", str(inputs)) not in message]
+        if missing:
+            shown = message or ([line for line in output.splitlines() if line.strip()][-1:] or ["(no output)"])[0]
+            problems.append(f"message does not say {missing!r}: {shown[:200]}")
     noise = [line for line in output.splitlines() if STARTUP_LINE.fullmatch(line)]
     if noise:  # TensorFlow's C++ start-up lines bury the one error line (zoo/quiet_startup.py)
         problems.append(f"TensorFlow start-up lines: {noise[0][:80]}")
     left = sorted(set(_snapshot(folder).items()) - set(before.items()))
     if left:
         problems.append(f"left {', '.join(sorted({name for name, _ in left}))[:120]}")
-    return "; ".join(problems) or "ok"
+    return Outcome("; ".join(problems) or "ok", done.returncode, message.replace(str(inputs), "{in}"))
 
 
 def make_inputs(folder: Path, description: Any) -> Path:
@@ -209,6 +287,7 @@ def make_inputs(folder: Path, description: Any) -> Path:
     for name, text in sections.items():
         (folder / f"{name}.yaml").write_text(text)
     np.save(folder / "wrong_shape.npy", np.zeros((2, 3), np.float32))
+    np.save(folder / "int_images.npy", np.zeros((1, 9, 9, 3), np.int32))
     import cv2
 
     cv2.imwrite(str(folder / "image.png"), rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
@@ -229,7 +308,7 @@ def make_inputs(folder: Path, description: Any) -> Path:
     return folder
 
 
-def run_table(root: Path, inputs: Path, work: Path, workers: int = 2) -> list[tuple[Row, str]]:
+def run_table(root: Path, inputs: Path, work: Path, workers: int = 2) -> list[tuple[Row, Outcome]]:
     """Every row of TABLE against the checkout at `root` (another one shows what the rows did before a
     fix); (row, outcome) in table order."""
     with ThreadPoolExecutor(workers) as pool:
@@ -237,14 +316,24 @@ def run_table(root: Path, inputs: Path, work: Path, workers: int = 2) -> list[tu
         return list(zip(TABLE, outcomes))
 
 
+def markdown_table(results: list[tuple[Row, Outcome]]) -> str:
+    """The rows as they ran: command | case | exit code | the first line of the message (| where not ok: what went wrong)."""
+    lines = ["| command | case | exit code | message excerpt |", "|---|---|---|---|"]
+    for row, outcome in results:
+        first = outcome.message.splitlines()[0] if outcome.message else ""
+        excerpt = ((first[:137] + "...") if len(first) > 140 else first).replace("|", "\\|")
+        wrong = "" if outcome.problems == "ok" else f" **{outcome.problems[:200]}**"
+        lines.append(f"| {row.command} | {row.case} | {outcome.code} | `{excerpt}`{wrong} |".replace("``", ""))
+    return "\n".join(lines)
+
+
 @pytest.mark.slow
 def test_every_command_refuses_bad_input_with_one_clear_error(tmp_path, make_description):
     inputs = make_inputs(tmp_path / "inputs", make_description(name="one_conv"))
     shared = _snapshot(inputs)
     results = run_table(ROOT, inputs, tmp_path / "rows")
-    table = "\n".join(f"{row.command:<15} {row.case:<48} {outcome}" for row, outcome in results)
-    print(f"\n{table}")
-    failed = [f"{row.command}: {row.case}: {outcome}" for row, outcome in results if outcome != "ok"]
+    print(f"\n{markdown_table(results)}")  # (pytest -s shows it)
+    failed = [f"{row.command}: {row.case}: {outcome.problems}" for row, outcome in results if outcome.problems != "ok"]
     assert not failed, "\n".join(failed)
     assert _snapshot(inputs) == shared, "a row wrote beside its inputs"
 

@@ -61,5 +61,5 @@ def test_compare_end_to_end(save_tiny_model, tmp_path, capsys, monkeypatch):
 
 def test_compare_missing_model_names_the_file(tmp_path, capsys):
     missing = str(tmp_path / "absent.keras")
-    assert compare_cli.main(["--model", missing]) == 1
+    assert compare_cli.main(["--model", missing]) == 2  # the user's input (docs/cli.md)
     assert missing in capsys.readouterr().err

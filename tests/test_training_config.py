@@ -119,7 +119,7 @@ def test_evaluate_takes_its_data_from_a_config_file(save_tiny_model, tmp_path, c
     result = json.loads(capsys.readouterr().out)
     assert (result["data"], result["images"]) == (f"folder:{folder}", 2)
     missing = str(tmp_path / "nope.yaml")
-    assert evaluate_cli.main(["--model", model, "--config", missing]) == 1
+    assert evaluate_cli.main(["--model", model, "--config", missing]) == 2  # the user's input (docs/cli.md)
     assert missing in capsys.readouterr().err
 
 

@@ -114,6 +114,17 @@ def test_two_replicas_match_one_device(one_process, tmp_path):
     assert difference < TOLERANCE
 
 
+def test_jit_compile_with_two_replicas_is_refused_before_anything_is_written(tmp_path):
+    """XLA cannot compile a step whose replicas live on two CPU devices; unrefused, the run ended in a traceback
+    from one replica's thread and then hung (the other replica waited for it): refused up front, exit 2."""
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, TRAIN, *TINY, "--out", str(out), "--cpu-replicas", "2", "--jit-compile"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "--jit-compile trains one replica only, not 2 replica(s)" in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists() and not (tmp_path / "runs").exists()
+
+
 def test_two_workers_lose_one_resume_and_end_identical_to_one_process(one_process, tmp_path):
     """Two workers, each in its own working directory with the relative `--out run`, as on two machines:
     the chief's run/ gets everything, the worker's run/ must not exist. The worker is killed after

@@ -11,8 +11,8 @@ import pytest
 import tf_keras as keras
 
 from training import train as train_cli
-from training.losses import decayed_variables
-from zoo import SharedAtrousConv2D
+from training.losses import decayed_variables, weight_roles
+from zoo import SharedAtrousConv2D, SharedSeparableAtrousConv2D, list_models
 from configs import write as write_config
 
 TINY = ["--backbone", "mobilenetv2", "--head", "ksac", "--width", "0.35", "--head-filters", "16", "--crop-size", "65"]
@@ -72,24 +72,56 @@ def test_weights_sharing_no_layer_are_an_error(make_tiny_model, tmp_path):
         make_tiny_model("mobilenetv2_ksac", num_classes=3, backbone_weights=path)
 
 
-@pytest.mark.parametrize("name", ["mobilenetv2_ksac", "xception65_aspp"])
-def test_weight_decay_covers_conv_kernels_but_not_depthwise_batchnorm_or_biases(make_tiny_model, name):
+@pytest.mark.parametrize("name", list_models())
+def test_weight_decay_covers_regular_and_pointwise_kernels_only_in_every_model(make_tiny_model, name):
+    """DeepLab's rule by what a weight is: regular and pointwise kernels decayed; depthwise, BN, biases not."""
     model = make_tiny_model(name, num_classes=3)
-    decayed = {id(v) for v in decayed_variables(model)}
     expected, excluded = set(), set()
     for layer in model.submodules:
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
+        if isinstance(layer, (keras.layers.SeparableConv2D, SharedSeparableAtrousConv2D)):
+            expected.add(id(layer.pointwise_kernel))
+            excluded.add(id(layer.depthwise_kernel))
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
             excluded.add(id(layer.depthwise_kernel))
         elif isinstance(layer, (keras.layers.Conv2D, SharedAtrousConv2D)):
             expected.add(id(layer.kernel))
-            if getattr(layer, "bias", None) is not None:
-                excluded.add(id(layer.bias))
         elif isinstance(layer, keras.layers.BatchNormalization):
             excluded.update({id(layer.gamma), id(layer.beta)})
-    assert len(expected) > 20 and len(excluded) > 20
-    assert decayed == expected
-    if name.endswith("ksac"):
-        assert id(model.get_layer("head_ksac").kernel) in decayed
+        if getattr(layer, "bias", None) is not None:
+            excluded.add(id(layer.bias))
+    # Every trainable variable is one or the other, and the rule agrees with this independent walk.
+    assert {id(v) for v in model.trainable_variables} == expected | excluded and not expected & excluded
+    roles = weight_roles(model)
+    assert len(roles) == len(model.trainable_variables)
+    assert {id(v) for v in decayed_variables(model)} == expected
+    if name.endswith("ksac_separable"):  # the shared pointwise kernel, named `pointwise_kernel`, is decayed
+        pyramid = model.get_layer("head_ksac")
+        assert id(pyramid.pointwise_kernel) in expected and id(pyramid.depthwise_kernel) in excluded
+
+
+def test_weight_decay_rule_holds_inside_qat_wrappers(make_tiny_model):
+    from quantize.annotate import quantize_model
+
+    model = make_tiny_model("mobilenetv2_ksac_separable", num_classes=3)
+    float_decayed = len(decayed_variables(model))
+    qat_model = quantize_model(model)
+    decayed = decayed_variables(qat_model)  # every trainable variable classified, the quantizers' included
+    assert len(decayed) == float_decayed
+    assert any(v.name.endswith("pointwise_kernel:0") for v in decayed)
+
+
+def test_weight_decay_refuses_a_trainable_weight_no_rule_covers():
+    class Gain(keras.layers.Layer):
+        def build(self, input_shape):
+            self.gain = self.add_weight(name="gain", shape=())
+
+        def call(self, x):
+            return x * self.gain
+
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, Gain(name="gain_layer")(inputs))
+    with pytest.raises(TypeError, match="gain"):
+        decayed_variables(model)
 
 
 def test_models_saved_with_a_kernel_regularizer_field_still_load(make_tiny_model, tmp_path):

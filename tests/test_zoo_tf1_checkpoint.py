@@ -142,28 +142,47 @@ def deeplab_xception65(writer: TF1Writer, imagenet_logits: bool = False) -> None
             writer.conv("logits", 1, cin, 1001, batch_norm=False)
 
 
-def slim_mobilenet_v2(writer: TF1Writer, imagenet_top: bool = False) -> None:
-    """The variables of TF-slim's MobilenetV2 up to `expanded_conv_16` (DeepLab's `layer_18`);
-    with `imagenet_top`, also `Conv_1` and `Logits` as in TF-slim's ImageNet checkpoints."""
+def slim_make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
+    """research/slim/nets/mobilenet/mobilenet.py's `_make_divisible` (restated here, independent of ours)."""
+    min_value = divisor if min_value is None else min_value
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    return int(new_v + divisor if new_v < 0.9 * v else new_v)
+
+
+def deeplab_depth(multiplier: float):
+    """DeepLab's MobileNetV2 channel rule (core/feature_extractor.py `_mobilenet_v2`): slim's depth multiplier
+    with divisible_by = 8 if multiplier == 1.0 else 1, min_depth likewise."""
+    divisor = 8 if multiplier == 1.0 else 1
+    return lambda n: slim_make_divisible(n * multiplier, divisor, divisor)
+
+
+def slim_mobilenet_v2(writer: TF1Writer, imagenet_top: bool = False, depth=None) -> None:
+    """The variables of TF-slim's MobilenetV2 up to `expanded_conv_16` (DeepLab's `layer_18`), channels by
+    `depth` (default `slim_depth`); with `imagenet_top`, also `Conv_1` and `Logits` as in TF-slim's ImageNet
+    checkpoints."""
+    depth = depth or slim_depth
     with scope("MobilenetV2"):
-        writer.conv("Conv", 3, 3, slim_depth(32))
-        cin = slim_depth(32)
+        writer.conv("Conv", 3, 3, depth(32))
+        cin = depth(32)
         for k, (expansion, outputs, _) in enumerate(SLIM_MOBILENET_V2):
             with scope("expanded_conv" if k == 0 else f"expanded_conv_{k}"):
-                inner = make_divisible(cin * expansion) if expansion > 1 else cin
+                # expand_input_by_factor: _make_divisible(num_inputs * expansion, 8), whatever the multiplier
+                inner = slim_make_divisible(cin * expansion, 8) if expansion > 1 else cin
                 if inner > cin:  # conv_blocks.expanded_conv expands only when inner_size > input depth
                     writer.conv("expand", 1, cin, inner)
                 writer.depthwise("depthwise", inner)
-                writer.conv("project", 1, inner, slim_depth(outputs))
-                cin = slim_depth(outputs)
+                writer.conv("project", 1, inner, depth(outputs))
+                cin = depth(outputs)
         if imagenet_top:
             writer.conv("Conv_1", 1, cin, 1280)
             with scope("Logits"):
                 writer.conv("Conv2d_1c_1x1", 1, 1280, 1001, batch_norm=False)
 
 
-def deeplab_head(features: int, low_level: int | None, atrous_rates: int, num_classes: int = 21):
-    """research/deeplab/model.py's head (separable ASPP), decoder (separable) and logits, plus global_step."""
+def deeplab_head(features: int, low_level: int | None, atrous_rates: int, num_classes: int = 21, filters: int = HEAD):
+    """research/deeplab/model.py's head (separable ASPP, none with 0 rates), decoder (separable) and logits, plus
+    global_step; `filters` channels in the head and decoder (DeepLab's releases: 256)."""
+    HEAD = filters  # noqa: N806  (the module's default width, shadowed for this head)
 
     def build(writer: TF1Writer) -> None:
         writer.conv("image_pooling", 1, features, HEAD)
@@ -243,14 +262,15 @@ def test_deeplab_xception65_checkpoint_maps_one_to_one(xception_ksac, deeplab_xc
     assert backbone_weights(xception_ksac) <= set(ours)  # every backbone weight of ours has its tensor
     assert not [t for t in report.unused if t.startswith("xception_65/")]  # and every backbone tensor is ours
     assert len(set(ours.values())) == len(ours)  # one to one
-    # No counterpart: KSAC's shared kernel, the 3-branch projection (DeepLab's concatenates 5), the regular decoder convs.
-    assert left_layers(report) == {"head_ksac", "head_projection", "head_projection_bn", "decoder_conv1",
-                                   "decoder_conv1_bn", "decoder_conv2", "decoder_conv2_bn"}  # fmt: skip
+    # No counterpart: KSAC's shared kernel, the regular decoder convs. The 3-block projection takes DeepLab's
+    # 1x1 and pooling blocks (its KSAC block stays at initialisation) and DeepLab's BatchNorm.
+    assert left_layers(report) == {"head_ksac", "decoder_conv1", "decoder_conv1_bn", "decoder_conv2", "decoder_conv2_bn"}
     assert tensor_scopes(report.unused) == {
         "aspp1_depthwise", "aspp1_pointwise", "aspp2_depthwise", "aspp2_pointwise", "aspp3_depthwise", "aspp3_pointwise",
-        "concat_projection", "decoder/decoder_conv0_depthwise", "decoder/decoder_conv0_pointwise",
+        "decoder/decoder_conv0_depthwise", "decoder/decoder_conv0_pointwise",
         "decoder/decoder_conv1_depthwise", "decoder/decoder_conv1_pointwise", "global_step"}  # fmt: skip
-    assert any("concat_projection" in line for line in report.skipped)
+    assert [line for line in report.derived if line.startswith("head_projection/kernel <- concat_projection")]
+    assert not report.skipped
     reader = tf.train.load_checkpoint(deeplab_xception_ckpt)
     depthwise = "xception_65/middle_flow/block1/unit_16/xception_module/separable_conv2_depthwise"
     np.testing.assert_array_equal(
@@ -272,8 +292,8 @@ def test_deeplab_and_tfslim_mobilenet_v2_checkpoints_map_one_to_one(make_tiny_mo
     print(capsys.readouterr().out)
     assert backbone_weights(model) <= {w for w, _ in report.matched}
     assert not [t for t in report.unused if t.startswith("MobilenetV2/")]
-    assert left_layers(report) == {"head_ksac", "head_projection", "head_projection_bn"}
-    assert tensor_scopes(report.unused) == {"concat_projection", "global_step"}
+    assert left_layers(report) == {"head_ksac"}  # the projection takes DeepLab's 1x1 and pooling blocks
+    assert tensor_scopes(report.unused) == {"global_step"}
 
     # TF-slim's ImageNet checkpoint: the backbone plus Conv_1 and Logits, which DeepLab drops; 3 classes here.
     slim = write_checkpoint(str(ckpt_dir / "slim" / "mobilenet_v2.ckpt"), lambda w: slim_mobilenet_v2(w, imagenet_top=True))
@@ -281,6 +301,51 @@ def test_deeplab_and_tfslim_mobilenet_v2_checkpoints_map_one_to_one(make_tiny_mo
     report = load_tf1_checkpoint(model, slim)
     assert backbone_weights(model) == {w for w, _ in report.matched}
     assert tensor_scopes(report.unused) == {"MobilenetV2/Conv_1", "MobilenetV2/Logits/Conv2d_1c_1x1"}
+
+
+@pytest.mark.parametrize("rates", [0, 4])
+def test_a_deeplab_projection_of_another_block_count_fills_the_blocks_it_has(make_tiny_model, ckpt_dir, rates, capsys):
+    """DeepLab's MobileNetV2 release (no rate branches: [pool, aspp0], 2 blocks) or a head with 4 rates, into a
+    3-rate separable KSAC (once a numpy "array split" error): the 1x1 and pooling blocks come from the file, the
+    KSAC block keeps its initial values, and the report says so."""
+    path = ckpt_dir / f"mobilenet_rates{rates}" / "model.ckpt"
+    ckpt = write_checkpoint(str(path), slim_mobilenet_v2, deeplab_head(slim_depth(320), None, rates))
+    model = make_tiny_model("mobilenetv2_ksac_separable", num_classes=21, head_filters=HEAD)
+    initial = np.split(model.get_layer("head_projection").kernel.numpy(), 3, axis=2)  # [aspp0, ksac, pool]
+    report = load_tf1_checkpoint(model, ckpt)
+    printed = capsys.readouterr().out
+    assert not report.skipped and "head_projection/kernel" not in report.left_at_init
+    assert [line for line in report.derived if line.startswith("head_projection/kernel <- concat_projection/weights")]
+    theirs = np.split(tf.train.load_checkpoint(ckpt).get_tensor("concat_projection/weights"), 2 + rates, axis=2)
+    ours = np.split(model.get_layer("head_projection").kernel.numpy(), 3, axis=2)
+    np.testing.assert_array_equal(ours[0], theirs[1])
+    np.testing.assert_array_equal(ours[2], theirs[0])
+    np.testing.assert_array_equal(ours[1], initial[1])  # 0 or 4 rate blocks for our 3 rates: no mean taken
+    assert backbone_weights(model) <= {w for w, _ in report.matched}
+    assert "1 of the file's unused" in printed  # global_step only
+
+
+def test_a_deeplab_projection_not_made_of_whole_blocks_is_skipped_with_a_message(make_tiny_model, ckpt_dir):
+    def head(writer: TF1Writer) -> None:
+        deeplab_head(slim_depth(320), None, 0)(writer)  # then a projection 8 channels wider than 2 blocks
+        with scope("odd"):
+            writer.conv("concat_projection", 1, 2 * HEAD + 8, HEAD)
+
+    ckpt = write_checkpoint(str(ckpt_dir / "odd" / "model.ckpt"), slim_mobilenet_v2, head)
+    reader = tf.train.load_checkpoint(ckpt)
+    renamed = {name.replace("odd/", "") if name.startswith("odd/") else name: name
+               for name in reader.get_variable_to_shape_map() if not name.startswith("concat_projection/")}  # fmt: skip
+    prefix = str(ckpt_dir / "odd_renamed" / "model.ckpt")
+    os.makedirs(os.path.dirname(prefix))
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        variables = [tf.compat.v1.Variable(reader.get_tensor(old), name=new) for new, old in renamed.items()]
+        session.run(tf.compat.v1.global_variables_initializer())
+        tf.compat.v1.train.Saver(variables).save(session, prefix)
+    model = make_tiny_model("mobilenetv2_ksac_separable", num_classes=21, head_filters=HEAD)
+    report = load_tf1_checkpoint(model, prefix)
+    (line,) = [line for line in report.skipped if line.startswith("head_projection/kernel")]
+    assert f"is not [1, 1, k x {HEAD}, {HEAD}] with k >= 2 blocks" in line and "left at initialisation" in line
+    assert "head_projection/kernel" in report.left_at_init
 
 
 def test_deeplab_logits_of_another_class_count_are_skipped_with_a_message(mobilenet_ksac, deeplab_mobilenet_ckpt, capsys):
@@ -351,8 +416,9 @@ def _reference_xception65(reader, images: np.ndarray, output_stride: int = 16, l
     return first.numpy(), x.numpy()
 
 
-def _reference_mobilenet_v2(reader, images: np.ndarray, output_stride: int = 16) -> np.ndarray:
-    """TF-slim's MobilenetV2 to expanded_conv_16 (inference, "SAME" padding), recomputed with tf.nn."""
+def _reference_mobilenet_v2(reader, images: np.ndarray, output_stride: int = 16, low_level: list | None = None) -> np.ndarray:
+    """TF-slim's MobilenetV2 to expanded_conv_16 (inference, "SAME" padding), recomputed with tf.nn; appends
+    DeepLab's decoder end point `layer_4/depthwise_output` (expanded_conv_2's depthwise output) to `low_level`."""
     t = reader.get_tensor
     names = set(reader.get_variable_to_shape_map())
 
@@ -375,6 +441,8 @@ def _reference_mobilenet_v2(reader, images: np.ndarray, output_stride: int = 16)
         kernel = t(name + "/depthwise/depthwise_weights")
         x = tf.nn.depthwise_conv2d(x, kernel, [1, stride, stride, 1], "SAME", dilations=[layer_rate, layer_rate])
         x = bn(x, name + "/depthwise")
+        if low_level is not None and k == 2:
+            low_level.append(x.numpy())
         x = bn(tf.nn.conv2d(x, t(name + "/project/weights"), 1, "SAME"), name + "/project", relu6=False)
         if stride == 1 and x.shape[-1] == inputs.shape[-1]:
             x = x + inputs
@@ -427,10 +495,11 @@ def test_mobilenet_v2_reproduces_tfslim_at_odd_and_even_sizes(deeplab_mobilenet_
 # ---------------------------------------------------------------- DeepLab's separable head and decoder
 
 
-def _reference_deeplab_head(reader, features: np.ndarray, low_level: np.ndarray, rates) -> tuple[np.ndarray, np.ndarray]:
+def _reference_deeplab_head(reader, features: np.ndarray, low_level: np.ndarray | None, rates) -> tuple[np.ndarray, np.ndarray]:
     """research/deeplab/model.py at inference from the checkpoint's tensors with tf.nn: the separable ASPP
-    (`_extract_features`, `split_separable_conv2d`, BatchNorm epsilon 1e-5), the separable decoder
-    (`refine_by_decoder`, corner-aligned `_resize_bilinear`) and `logits/semantic`. Returns (head, logits)."""
+    (`_extract_features`, `split_separable_conv2d`, BatchNorm epsilon 1e-5; no rate branch for `rates` ()),
+    the separable decoder where `low_level` is given (`refine_by_decoder`, corner-aligned `_resize_bilinear`)
+    and `logits/semantic`. Returns (head, logits)."""
     t = reader.get_tensor
 
     def bn_relu(x, name):
@@ -452,17 +521,20 @@ def _reference_deeplab_head(reader, features: np.ndarray, low_level: np.ndarray,
     pool = conv(tf.reduce_mean(features, [1, 2], keepdims=True), "image_pooling")
     branches = [resize(pool, features), conv(features, "aspp0")]
     branches += [split_separable(features, f"aspp{i}", rate) for i, rate in enumerate(rates, 1)]
-    head = conv(tf.concat(branches, 3), "concat_projection")
-    skip = conv(tf.constant(low_level), "decoder/feature_projection0")
-    x = tf.concat([resize(head, skip), skip], 3)
-    x = split_separable(split_separable(x, "decoder/decoder_conv0"), "decoder/decoder_conv1")
+    head = x = conv(tf.concat(branches, 3), "concat_projection")
+    if low_level is not None:
+        skip = conv(tf.constant(low_level), "decoder/feature_projection0")
+        x = tf.concat([resize(head, skip), skip], 3)
+        x = split_separable(split_separable(x, "decoder/decoder_conv0"), "decoder/decoder_conv1")
     logits = tf.nn.conv2d(x, t("logits/semantic/weights"), 1, "SAME") + t("logits/semantic/biases")
     return head.numpy(), logits.numpy()
 
 
 def _features_head_logits(model: keras.Model) -> keras.Model:
-    """`model` with the backbone's features, the head's output (dropout off) and the logits (before upsampling) as outputs."""
-    outputs = [model.get_layer("head_pool").input, model.get_layer("head_projection_relu").output, model.get_layer("logits").output]
+    """`model` with the backbone's features, the head's output (dropout off), the logits before upsampling and the
+    model's output (the logits upsampled to the input size) as outputs."""
+    outputs = [model.get_layer("head_pool").input, model.get_layer("head_projection_relu").output,
+               model.get_layer("logits").output, model.output]  # fmt: skip
     return keras.Model(model.inputs, outputs)
 
 
@@ -482,18 +554,102 @@ def test_deeplab_xception65_checkpoint_loads_whole_into_separable_aspp_and_compu
         low_level: list = []
         _, features = _reference_xception65(reader, images, low_level=low_level)
         head, logits = _reference_deeplab_head(reader, features, low_level[0], (6, 12, 18))
+        # predict_labels: the logits resized to the image, corner-aligned
+        upsampled = tf.compat.v1.image.resize_bilinear(logits, images.shape[1:3], align_corners=True).numpy()
         ours = _features_head_logits(model if size == 65 else _rebuilt(model, size))(images, training=False)
-        errors = [_relative_error(a.numpy(), b) for a, b in zip(ours, (features, head, logits))]
+        errors = [_relative_error(a.numpy(), b) for a, b in zip(ours, (features, head, logits, upsampled))]
         print(f"xception65_aspp_separable at {size}x{size}, largest difference to DeepLab's graph relative to its range: "
-              f"features {errors[0]:.1e}, head {errors[1]:.1e}, logits {errors[2]:.1e}")  # fmt: skip
+              f"features {errors[0]:.1e}, head {errors[1]:.1e}, logits {errors[2]:.1e}, upsampled logits {errors[3]:.1e}")  # fmt: skip
         assert max(errors) < 1e-5, (size, errors)
 
 
 def _rebuilt(model: keras.Model, size: int) -> keras.Model:
     """`model` at another input size, with its weights."""
-    other = build_model(describe(model).name, input_size=size, width=XCEPTION_WIDTH, head_filters=HEAD)
+    d = describe(model)
+    other = build_model(d.name, num_classes=d.num_classes, input_size=size, output_stride=d.output_stride, rates=d.rates,
+                        decoder=d.decoder, width=d.width, head_filters=d.head_filters)  # fmt: skip
     other.set_weights(model.get_weights())
     return other
+
+
+# ---------------------------------------------------------------- DeepLab's mobile releases, whole
+
+# research/deeplab/g3doc/model_zoo.md: MobileNetV2 without atrous branches; (depth multiplier, classes, decoder).
+MOBILE_RELEASES = {
+    "mobilenetv2_coco_voc_trainaug": (1.0, 21, False),  # and _trainval: the same variables
+    "mobilenetv2_dm05_coco_voc_trainaug": (0.5, 21, False),
+    "mobilenetv2_coco_cityscapes_trainfine": (1.0, 19, False),
+    "mobilenetv2_ade20k_train": (1.0, 151, True),  # DeepLab's separable decoder on layer_4/depthwise_output
+}
+RELEASE_HEAD = 256  # DeepLab's aspp_convs_filters and decoder width
+
+
+@pytest.fixture(scope="module")
+def release_ckpt(ckpt_dir):
+    """`release_ckpt(name)`: a checkpoint with the variables (names and shapes) of DeepLab's mobile release `name`."""
+    written = {}
+
+    def get(name: str) -> str:
+        if name not in written:
+            multiplier, classes, decoder = MOBILE_RELEASES[name]
+            depth = deeplab_depth(multiplier)
+            # the decoder reads expanded_conv_2's depthwise output: expanded_conv_1's output, expanded 6x
+            low_level = slim_make_divisible(depth(24) * 6, 8) if decoder else None
+            written[name] = write_checkpoint(str(ckpt_dir / name / "model.ckpt"), lambda w: slim_mobilenet_v2(w, depth=depth),
+                                             deeplab_head(depth(320), low_level, 0, classes, filters=RELEASE_HEAD))  # fmt: skip
+        return written[name]
+
+    return get
+
+
+def _release_model(name: str, ckpt: str, input_size: int = 65, model: str = "mobilenetv2_deeplab") -> keras.Model:
+    multiplier, classes, decoder = MOBILE_RELEASES[name]
+    return build_model(model, num_classes=classes, input_size=input_size, width=multiplier, decoder=decoder,
+                       backbone_weights=ckpt)  # fmt: skip
+
+
+@pytest.mark.parametrize("release", list(MOBILE_RELEASES))
+def test_deeplab_mobile_release_loads_whole_and_computes_deeplabs_graph(release, release_ckpt, capsys):
+    ckpt = release_ckpt(release)
+    model = _release_model(release, ckpt)
+    print(capsys.readouterr().out)  # the import report: `pytest -s -k mobile_release`
+    report = load_tf1_checkpoint(model, ckpt)
+    capsys.readouterr()
+    assert report.left_at_init == [] and report.unused == ["global_step"], (report.left_at_init, report.unused)
+    assert not report.skipped and not report.derived and len(report.matched) == len(model.weights)
+    reader = tf.train.load_checkpoint(ckpt)
+    decoder = MOBILE_RELEASES[release][2]
+    for size in (65, 64):
+        images = np.random.default_rng(size).uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
+        low_level: list = []
+        features = _reference_mobilenet_v2(reader, images, low_level=low_level)
+        head, logits = _reference_deeplab_head(reader, features, low_level[0] if decoder else None, ())
+        upsampled = tf.compat.v1.image.resize_bilinear(logits, images.shape[1:3], align_corners=True).numpy()
+        ours = _features_head_logits(model if size == 65 else _rebuilt(model, size))(images, training=False)
+        errors = [_relative_error(a.numpy(), b) for a, b in zip(ours, (features, head, logits, upsampled))]
+        with capsys.disabled():
+            print(f"\n{release} at {size}x{size}: {len(report.matched)} tensors matched, 0 left at initialisation, "
+                  f"unused {report.unused}; largest difference to DeepLab's graph relative to its range: features "
+                  f"{errors[0]:.1e}, head {errors[1]:.1e}, logits {errors[2]:.1e}, upsampled logits {errors[3]:.1e}")  # fmt: skip
+        assert max(errors) < 1e-5, (size, errors)
+
+
+@pytest.mark.parametrize("name, pyramid", [("mobilenetv2_aspp", "head_aspp_rate"), ("mobilenetv2_ksac", "head_ksac"),
+                                           ("mobilenetv2_aspp_separable", "head_aspp_rate"),
+                                           ("mobilenetv2_ksac_separable", "head_ksac")])  # fmt: skip
+def test_every_mobilenet_v2_head_starts_from_deeplabs_mobile_release(name, pyramid, release_ckpt, capsys):
+    """The backbone whole, and the head wherever DeepLab's has a counterpart (image pooling, 1x1, the projection's
+    1x1 and pooling blocks and its BatchNorm, the logits); only the pyramid, which DeepLab's release lacks, is left."""
+    release = "mobilenetv2_coco_voc_trainaug"
+    ckpt = release_ckpt(release)
+    model = _release_model(release, ckpt, model=name)
+    report = load_tf1_checkpoint(model, ckpt)
+    with capsys.disabled():
+        print(f"\n{name} from {release}: {len(report.matched)} matched, {len(report.left_at_init)} left at init "
+              f"(layers {sorted(left_layers(report))}), unused {report.unused}, derived {len(report.derived)}")  # fmt: skip
+    assert report.left_at_init and all(w.startswith(pyramid) for w in report.left_at_init), report.left_at_init
+    assert report.unused == ["global_step"] and not report.skipped
+    assert [line for line in report.derived if line.startswith("head_projection/kernel <- concat_projection/weights")]
 
 
 def test_deeplab_separable_aspp_initialises_separable_ksac_by_the_mean_of_its_branches(deeplab_xception_ckpt, capsys):

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
+from common.cli import UserError, exit_process, fail  # noqa: E402
+
 from configs import (  # noqa: E402  (after the environment variable above)
     CONFIG_FILE,
     ConfigError,
@@ -78,8 +80,8 @@ LOCKED = (
 LEGACY_CONFIG = "config.json"  # the flat config of runs started before config.yaml
 
 
-class UsageError(ValueError):
-    """A bad flag or config value, reported before anything is written."""
+class UsageError(UserError):
+    """A bad flag or config value, reported before anything is written (exit 2)."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -256,6 +258,27 @@ def export_model(train_model, strategy, config: ExperimentConfig, dataset, path:
     atomic_save_keras(clean, path)
 
 
+def devices_line(strategy: Any, nvidia_driver: bool | None = None) -> str:
+    """`training on: ...`: the devices this process trains on (GPUs with their names) and the replicas; it says
+    so where an NVIDIA driver is present (`nvidia_driver`, None: `zoo.quiet_startup.nvidia_driver_present`)
+    but TensorFlow sees no GPU, which would otherwise train on the CPU without a word."""
+    import tensorflow as tf
+
+    from zoo.quiet_startup import nvidia_driver_present
+
+    gpus = tf.config.list_physical_devices("GPU")
+    names = {f"GPU:{i}": tf.config.experimental.get_device_details(gpu).get("device_name") for i, gpu in enumerate(gpus)}
+    try:
+        devices = [device.rsplit("/device:", 1)[-1] for device in strategy.extended.worker_devices]
+    except RuntimeError:  # the default strategy lists none: TensorFlow places ops on the first GPU, else the CPU
+        devices = ["GPU:0" if gpus else "CPU:0"]
+    replicas = strategy.num_replicas_in_sync
+    line = f"training on: {', '.join(f'{d} ({names[d]})' if names.get(d) else d for d in devices)} ({replicas} replica{'s' * (replicas != 1)})"
+    if not gpus and (nvidia_driver_present() if nvidia_driver is None else nvidia_driver):
+        line += "; an NVIDIA driver is present but TensorFlow sees no GPU (TF_CPP_MIN_LOG_LEVEL=0 shows why)"
+    return line
+
+
 def train(args: argparse.Namespace) -> int:
     """Runs (or resumes) a training run; returns the process exit code."""
     config = resolve_config(args)
@@ -290,6 +313,12 @@ def train(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if config.data.batch_size % replicas:
         raise UsageError(f"--batch-size {config.data.batch_size} is not divisible by the {replicas} replicas")
+    if run.jit_compile and (replicas > 1 or multi_worker_wanted):
+        # XLA compiles one device's step: with the replicas' variables on several devices (mirrored,
+        # --cpu-replicas) it fails inside a replica thread ("Trying to access resource .../replica_1 located
+        # in device CPU:1 from device CPU:0"), and the other replicas then wait for it forever.
+        raise UsageError(f"--jit-compile trains one replica only, not {replicas} replica(s)"
+                         f"{' on several workers' if multi_worker_wanted else ''}: drop --jit-compile, or train on one device")
 
     # Everything that can fail on bad input fails here, before the run folder exists.
     dataset = open_dataset(config.data.train, "train")
@@ -349,6 +378,7 @@ def train(args: argparse.Namespace) -> int:
             f"training {config.model.name} on {dataset.spec} ({len(dataset)} images, {dataset.num_classes} classes), "
             f"{replicas} replica(s), global batch {config.data.batch_size}, crop {config.data.crop_size}, steps {start_step}->{stop_step}"
         )
+        print(devices_line(strategy))
         forms = chosen_forms(compute_dtype)
         print("dilated convolutions (zoo/atrous.py): " + ", ".join(f"{kind} {form}" for kind, form in forms.items()))
         try:
@@ -379,7 +409,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (2 for bad flags/config, 1 for bad data, a diverged run or a lost worker)."""
+    """Command-line entry point; returns the exit code (common/cli.py: 2 for bad flags, config, files or data,
+    1 for a diverged run or a lost worker)."""
     args = parse_args(argv)
     from data.datasets import DatasetError
     from training.trainer import NonFiniteLoss, WorkerLost
@@ -387,12 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return train(args)
     except (UsageError, DatasetError, FileNotFoundError, NonFiniteLoss, WorkerLost) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, UsageError) else 1
+        return fail(err)
     finally:
         if "tf_keras" in sys.modules:  # --float64 set it; callers in this process get float32 back
             sys.modules["tf_keras"].backend.set_floatx("float32")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main)

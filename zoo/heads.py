@@ -16,6 +16,9 @@ concat, a 1x1 projection and dropout. They differ only in the pyramid:
 - "ksac_separable": `SharedSeparableAtrousConv2D`, the same branches with the
   depthwise kernel and the pointwise kernel each shared by every rate (the design and
   its arithmetic are in that layer's docstring and docs/models.md).
+- "deeplab": no pyramid at all, DeepLab's head for its mobile releases (research/deeplab/model.py's
+  `extract_features` without `atrous_rates`): image pooling and the 1x1 branch, concat, projection,
+  dropout. It is what DeepLab's MobileNetV2 checkpoints hold and what ships on phones today.
 """
 
 from __future__ import annotations
@@ -27,13 +30,26 @@ import tf_keras as keras
 from zoo.atrous import conv2d_layer, depthwise_layer
 from zoo.layers import ResizeToMatch, SharedAtrousConv2D, SharedSeparableAtrousConv2D, batch_norm
 
-HEADS = ("aspp", "ksac", "aspp_separable", "ksac_separable")
+HEADS = ("aspp", "ksac", "aspp_separable", "ksac_separable", "deeplab")
 SEPARABLE_SUFFIX = "_separable"
+PYRAMIDLESS = "deeplab"
 
 
 def is_separable(head: str) -> bool:
     """Whether `head` is one of the separable heads (their models also use DeepLab's separable decoder)."""
     return head.endswith(SEPARABLE_SUFFIX)
+
+
+def has_pyramid(head: str) -> bool:
+    """Whether `head` has an atrous pyramid (and so takes rates): every head but DeepLab's mobile one."""
+    return head != PYRAMIDLESS
+
+
+def is_deeplab_graph(head: str) -> bool:
+    """Whether a model with `head` is DeepLab's graph around it: DeepLab's separable decoder and its
+    corner-aligned resizes (TF1's `align_corners=True`), as in the checkpoints DeepLab released for it.
+    The separable heads and the pyramid-less one; the paper's regular heads keep half-pixel resizes."""
+    return is_separable(head) or head == PYRAMIDLESS
 
 
 def is_ksac(head: str) -> bool:
@@ -76,14 +92,18 @@ def atrous_head(
     Args:
         x: backbone features at the output stride.
         kind: one of `HEADS`.
-        rates: atrous rates of the 3x3 pyramid.
+        rates: atrous rates of the 3x3 pyramid (empty for the pyramid-less "deeplab" head).
         filters: channels of every branch and of the projection (256 in the paper).
         dropout: dropout rate after the projection (DeepLab keeps 0.9).
     """
     if kind not in HEADS:
         raise ValueError(f"unknown head {kind!r}; valid heads: {', '.join(HEADS)}")
+    if not has_pyramid(kind) and rates:
+        raise ValueError(f"the {kind} head has no atrous pyramid: it takes no rates, got {tuple(rates)}")
     branches = [conv_bn_relu(x, filters, 1, "head_conv1x1")]
-    if kind == "aspp":
+    if kind == PYRAMIDLESS:
+        pass
+    elif kind == "aspp":
         branches += [conv_bn_relu(x, filters, 3, f"head_aspp_rate{r}", rate=r) for r in rates]
     elif kind == "aspp_separable":
         branches += [separable_conv_bn_relu(x, filters, f"head_aspp_rate{r}", rate=r) for r in rates]

@@ -17,7 +17,7 @@ from inference.description import OUTPUT_STRIDES  # noqa: F401  (zoo.registry.OU
 from zoo import atrous
 from zoo.backbones import BACKBONES
 from zoo.decoder import deeplabv3plus_decoder
-from zoo.heads import atrous_head, is_separable
+from zoo.heads import atrous_head, has_pyramid, is_deeplab_graph
 from zoo.layers import BatchNormSettings, DescriptionLayer, ResizeToMatch, batch_norm_settings, check_rates
 from zoo.weights import load_weights
 
@@ -26,6 +26,10 @@ class ModelSpec(NamedTuple):
     backbone: str
     head: str
     decoder: bool  # default; build_model(decoder=...) overrides it
+    # Channel counts at a width other than 1 as DeepLab's MobileNetV2 rounds them (slim's depth multiplier
+    # with divisible_by=1 and min_depth=1, research/deeplab/core/feature_extractor.py), so that its
+    # depth-multiplier-0.5 release loads; otherwise as keras.applications rounds them (multiples of 8).
+    slim_widths: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -38,6 +42,8 @@ MODELS: dict[str, ModelSpec] = {
     "mobilenetv2_ksac_separable": ModelSpec("mobilenetv2", "ksac_separable", decoder=False),
     "xception65_aspp_separable": ModelSpec("xception65", "aspp_separable", decoder=True),
     "xception65_ksac_separable": ModelSpec("xception65", "ksac_separable", decoder=True),
+    # DeepLab's mobile head without a pyramid (image pooling + 1x1 + projection): its MobileNetV2 releases.
+    "mobilenetv2_deeplab": ModelSpec("mobilenetv2", "deeplab", decoder=False, slim_widths=True),
 }
 
 # The paper's Table 1 models (configs/paper/ has a recipe for each).
@@ -85,8 +91,11 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def default_rates(output_stride: int) -> tuple[int, ...]:
-    """DeepLab's rates: (6, 12, 18) at output stride 16, doubled at 8, halved at 32."""
+def default_rates(output_stride: int, head: str | None = None) -> tuple[int, ...]:
+    """DeepLab's rates: (6, 12, 18) at output stride 16, doubled at 8, halved at 32; none for a `head`
+    without a pyramid (the "deeplab" head)."""
+    if head is not None and not has_pyramid(head):
+        return ()
     return tuple(r * 16 // output_stride for r in (6, 12, 18))
 
 
@@ -121,8 +130,8 @@ def build_model(
         num_classes: classes predicted, background included.
         input_size: side of the square input, or (height, width).
         output_stride: 8, 16 or 32.
-        rates: atrous rates, in pixels of the feature map; None: `default_rates(output_stride)`,
-            (6, 12, 18) at OS 16, doubled at OS 8, halved at OS 32. (A config that changes the stride
+        rates: atrous rates, in pixels of the feature map; None: `default_rates(output_stride, head)`,
+            (6, 12, 18) at OS 16, doubled at OS 8, halved at OS 32; none for the pyramid-less head. (A config that changes the stride
             without giving rates gets these too: `configs.resolve`.)
         decoder: add the DeepLabV3+ decoder; default per model (Xception65 yes).
         width: backbone width multiplier.
@@ -151,7 +160,10 @@ def build_model(
     """
     spec = model_spec(name)
     height, width_px = _input_shape(input_size)
-    rates = check_rates(rates) if rates is not None else default_rates(output_stride)
+    if rates is None:
+        rates = default_rates(output_stride, spec.head)
+    elif has_pyramid(spec.head) or rates:  # the pyramid-less head takes no rates (atrous_head says so)
+        rates = check_rates(rates)
     decoder = spec.decoder if decoder is None else bool(decoder)
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
@@ -162,12 +174,15 @@ def build_model(
 
     inputs = keras.Input((height, width_px, 3), name="image")
     with batch_norm_settings(BatchNormSettings(sync=sync_batchnorm, momentum=bn_momentum)), atrous.training_forms(training_forms):
-        features = BACKBONES[spec.backbone](inputs, output_stride=output_stride, width=width)
+        slim_widths = {"slim_widths": True} if spec.slim_widths else {}
+        features = BACKBONES[spec.backbone](inputs, output_stride=output_stride, width=width, **slim_widths)
         x = atrous_head(features.features, spec.head, rates, filters=head_filters, dropout=dropout)
         if decoder:
-            x = deeplabv3plus_decoder(x, features.low_level, filters=head_filters, separable=is_separable(spec.head))
+            x = deeplabv3plus_decoder(x, features.low_level, filters=head_filters, separable=is_deeplab_graph(spec.head))
     logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
-    logits = ResizeToMatch(name="upsample_logits")([logits, inputs])
+    # DeepLab's predict_labels upsamples the logits corner-aligned (TF1's align_corners=True); the
+    # models that are DeepLab's graph do too (the paper's regular ones keep half-pixel centres).
+    logits = ResizeToMatch(align_corners=is_deeplab_graph(spec.head), name="upsample_logits")([logits, inputs])
     description = ModelDescription(
         name=name,
         backbone=spec.backbone,

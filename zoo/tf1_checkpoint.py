@@ -269,11 +269,16 @@ def tf1_mapping(model: keras.Model) -> list[Mapping]:
                     to_ours, to_tf1 = _concat_transforms(int(model.get_layer("head_pool_conv").filters))
                 mappings.append(Mapping(weight, name, part, to_ours, to_tf1, epsilons))
             break
-    mappings = _deeplab_separable_aspp_into_ksac(model, mappings)
+    mappings = _deeplab_projection(model, _deeplab_separable_aspp_into_ksac(model, mappings))
     names = [m.tf1_name for m in mappings]
     duplicates = {n for n in names if names.count(n) > 1}
     assert not duplicates, f"two weights map to the same TF1 names: {sorted(duplicates)}"
     return mappings
+
+
+def _mean(values: list[np.ndarray]) -> np.ndarray:
+    """The elementwise mean of `values`, in float64, rounded once to their type."""
+    return np.mean(np.stack([np.asarray(v, np.float64) for v in values]), axis=0).astype(values[0].dtype)
 
 
 def _deeplab_separable_aspp_into_ksac(model: keras.Model, mappings: list[Mapping]) -> list[Mapping]:
@@ -283,24 +288,13 @@ def _deeplab_separable_aspp_into_ksac(model: keras.Model, mappings: list[Mapping
     computation with a kernel per rate. The rule (stated in the import report, `derived`):
     - the shared depthwise and pointwise kernels are the MEAN of the branches' kernels;
     - rate i's two BatchNorms are `aspp{i}_depthwise/BatchNorm` and `aspp{i}_pointwise/BatchNorm` as they are;
-    - the projection reads [1x1, KSAC sum, image pooling] where DeepLab's reads [pool, aspp0, aspp1..n]:
-      its KSAC input block is the mean of DeepLab's n rate blocks (the sum of n branches then weighs like
-      one branch of DeepLab's, which was trained on n).
+    - the projection's KSAC input block is the mean of DeepLab's n rate blocks (`_deeplab_projection`).
     Only where the file lacks our own names (`ksac/...`, written by `export_tf1_checkpoint`).
     """
     layer = next((l for l in model.layers if isinstance(l, SharedSeparableAtrousConv2D)), None)
     if layer is None:
         return mappings
     n = len(layer.rates)
-
-    def mean(values: list[np.ndarray]) -> np.ndarray:
-        return np.mean(np.stack([np.asarray(v, np.float64) for v in values]), axis=0).astype(values[0].dtype)
-
-    def projection(values: list[np.ndarray]) -> np.ndarray:
-        (value,) = values
-        blocks = np.split(value, 2 + n, axis=2)  # [pool, aspp0, aspp1..n]
-        return np.concatenate([blocks[1], mean(blocks[2:]), blocks[0]], axis=2)
-
     rate_index = {rate: i for i, rate in enumerate(layer.rates, 1)}
     out = []
     for m in mappings:
@@ -309,18 +303,55 @@ def _deeplab_separable_aspp_into_ksac(model: keras.Model, mappings: list[Mapping
             kind = parts[-1].split("_")[0]
             leaf = "depthwise_weights" if kind == "depthwise" else "weights"
             sources = tuple(f"aspp{i}_{kind}/{leaf}" for i in range(1, n + 1))
-            m = dataclasses.replace(m, derived_from=sources, derive=mean,
+            m = dataclasses.replace(m, derived_from=sources, derive=_mean,
                                     rule=f"mean of aspp1..{n}_{kind}/{leaf} (DeepLab's rate branches)")  # fmt: skip
         elif m.ours.startswith(f"{layer.name}/bn_rate"):
             rate, kind = re.fullmatch(r"bn_rate(\d+)_(depthwise|pointwise)", parts[-2]).groups()
             source = f"aspp{rate_index[int(rate)]}_{kind}/BatchNorm/{WEIGHT_NAMES[parts[-1]]}"
             to_ours = m.to_ours or (lambda value: value)  # a moving variance's epsilon shift, where there is one
             m = dataclasses.replace(m, derived_from=(source,), derive=lambda values, f=to_ours: f(values[0]), rule=source)
-        elif m.ours == "head_projection/kernel":
-            m = dataclasses.replace(m, derived_from=("concat_projection/weights",), derive=projection,
-                                    rule=f"concat_projection/weights, KSAC block = mean of its {n} rate blocks")  # fmt: skip
         out.append(m)
     return out
+
+
+def _deeplab_projection(model: keras.Model, mappings: list[Mapping]) -> list[Mapping]:
+    """Adds how DeepLab's `concat_projection` fills ours where their input blocks differ in number.
+
+    DeepLab's projection reads [pool, aspp0, aspp1..m] (m = 0 in its MobileNetV2 releases, which have no
+    rate branches); ours reads [aspp0, pyramid blocks..., pool], one block of `head_pool_conv.filters`
+    channels each (n rate blocks for ASPP, one summed block for KSAC, none for the pyramid-less head). The
+    1x1 and image-pooling blocks are DeepLab's; the separable KSAC's block is the mean of DeepLab's rate
+    blocks where it has as many as our rates (see `_deeplab_separable_aspp_into_ksac`); every other block
+    of ours keeps its initial values, and the report says so. A file whose projection is not made of
+    whole blocks of our width is skipped with that reason.
+    """
+    names = {layer.name for layer in model.layers}
+    if not {"head_projection", "head_pool_conv"} <= names:
+        return mappings
+    projection_layer = model.get_layer("head_projection")
+    block = int(model.get_layer("head_pool_conv").filters)
+    ours_blocks = int(projection_layer.kernel.shape[2]) // block
+    ksac = next((l for l in model.layers if isinstance(l, SharedSeparableAtrousConv2D)), None)
+
+    def projection(values: list[np.ndarray]) -> np.ndarray:
+        (value,) = values
+        theirs_blocks, rest = divmod(int(value.shape[2]), block)
+        if rest or theirs_blocks < 2 or value.shape[3] != projection_layer.kernel.shape[3]:
+            raise ValueError(f"its shape {list(value.shape)} is not [1, 1, k x {block}, {projection_layer.kernel.shape[3]}] "
+                             f"with k >= 2 blocks [pool, aspp0, ...] of our width")  # fmt: skip
+        theirs = np.split(value, theirs_blocks, axis=2)  # [pool, aspp0, aspp1..m]
+        pyramid = np.split(projection_layer.kernel.numpy(), ours_blocks, axis=2)[1:-1]  # ours, as initialised
+        if ksac is not None and theirs_blocks - 2 == len(ksac.rates):
+            pyramid = [_mean(theirs[2:])]
+        return np.concatenate([theirs[1], *pyramid, theirs[0]], axis=2)
+
+    rule = "concat_projection/weights: its aspp0 and image_pooling blocks"
+    if ksac is not None:
+        rule += f"; the KSAC block = the mean of its rate blocks where it has {len(ksac.rates)}, else left at initialisation"
+    elif ours_blocks > 2:
+        rule += f"; our {ours_blocks - 2} pyramid block(s) left at initialisation unless the file has as many"
+    return [dataclasses.replace(m, derived_from=("concat_projection/weights",), derive=projection, rule=rule)
+            if m.ours == "head_projection/kernel" else m for m in mappings]  # fmt: skip
 
 
 def _resolve(path: str) -> str:
@@ -379,7 +410,12 @@ def load_tf1_checkpoint(model: keras.Model, path: str) -> ImportReport:
     for m in mappings:
         theirs, ours = shapes.get(m.tf1_name), tuple(m.weight.shape)
         if theirs != ours and m.derive is not None and all(name in shapes for name in m.derived_from):
-            value = m.derive([_read(reader, prefix, name) for name in m.derived_from])
+            try:
+                value = m.derive([_read(reader, prefix, name) for name in m.derived_from])
+            except ValueError as error:  # the file's tensors are of another layout than the rule reads
+                report.skipped.append(f"{m.ours} <- {m.rule}: {error}; left at initialisation")
+                skipped_scopes.add(m.tf1_name.rsplit("/", 1)[0])
+                continue
             if tuple(value.shape) == ours:
                 values.append((m, value))  # `derive` gives our layout itself
                 derived_sources.update(m.derived_from)

@@ -1,4 +1,4 @@
-"""`python -m convert.inspect FILE.tflite [--json]`: the command's established name for
+"""`python -m convert.inspect FILE.tflite [--json [FILE]]`: the command's established name for
 `python -m convert.summary` (see convert/__init__.py for why this file lives in aliases/)."""
 
 import sys

@@ -10,7 +10,7 @@ ImageNet `.h5` weights load by name (`zoo.weights.load_backbone_weights`).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import tf_keras as keras
 
@@ -55,9 +55,18 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return new_value
 
 
-def _inverted_residual(x, block_id: int, expansion: int, filters: int, stride: int, rate: int, width: float):
+def channel_rule(width: float, slim_widths: bool = False) -> Callable[[int], int]:
+    """The channels a layer of `c` channels at width 1 gets at `width`: keras.applications' rule
+    (`make_divisible(int(c * width))`, multiples of 8), or with `slim_widths` DeepLab's (slim's depth
+    multiplier: `c * width` rounded to the nearest integer, at least 1, when `width` is not 1)."""
+    if slim_widths and width != 1.0:
+        return lambda channels: make_divisible(channels * width, 1)
+    return lambda channels: make_divisible(int(channels * width))
+
+
+def _inverted_residual(x, block_id: int, expansion: int, filters: int, stride: int, rate: int, channels: Callable[[int], int]):
     in_channels = int(x.shape[-1])
-    out_channels = make_divisible(int(filters * width))
+    out_channels = channels(filters)
     prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
     shortcut = x
     if block_id:
@@ -74,22 +83,26 @@ def _inverted_residual(x, block_id: int, expansion: int, filters: int, stride: i
     return x, depthwise_out
 
 
-def mobilenet_v2(inputs, output_stride: int = 16, width: float = 1.0) -> Backbone:
+def mobilenet_v2(inputs, output_stride: int = 16, width: float = 1.0, slim_widths: bool = False) -> Backbone:
     """Builds MobileNetV2 features on `inputs`.
 
     Args:
         inputs: a 4-D image tensor (NHWC), already normalised to [-1, 1].
         output_stride: 8, 16 or 32; later strides become dilation.
         width: the width multiplier (alpha) of MobileNetV2.
+        slim_widths: at a width other than 1, round channel counts as DeepLab's MobileNetV2 does (slim's
+            depth multiplier with divisible_by=1, min_depth=1: 24 x 0.5 = 12), not to multiples of 8 as
+            keras.applications does (16). DeepLab's depth-multiplier-0.5 release needs it.
 
     Returns:
         A `Backbone` with the stride-`output_stride` features (320 x width channels)
         and the stride-4 low-level features for the decoder.
     """
+    channels = channel_rule(width, slim_widths)
     tracker = StrideTracker(output_stride)
     stride = tracker.step(2)
     x = keras.layers.Conv2D(
-        make_divisible(32 * width), 3, strides=stride.stride, padding="same", use_bias=False, name="Conv1"
+        channels(32), 3, strides=stride.stride, padding="same", use_bias=False, name="Conv1"
     )(inputs)
     x = batch_norm("bn_Conv1", **_BN)(x)
     x = keras.layers.ReLU(6.0, name="Conv1_relu")(x)
@@ -99,7 +112,7 @@ def mobilenet_v2(inputs, output_stride: int = 16, width: float = 1.0) -> Backbon
         for repeat in range(spec.repeats):
             step = tracker.step(spec.stride if repeat == 0 else 1)
             x, depthwise_out = _inverted_residual(
-                x, block_id, spec.expansion, spec.filters, step.stride, step.rate, width
+                x, block_id, spec.expansion, spec.filters, step.stride, step.rate, channels
             )
             if block_id == LOW_LEVEL_BLOCK:
                 low_level = depthwise_out
