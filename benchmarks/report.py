@@ -36,6 +36,14 @@ def _latency_rows(rows: Iterable[Row]) -> list[Row]:
     return [row for row in _ok(rows) if not is_software_gpu(row)]
 
 
+def _deeplab_twin(model: str) -> str | None:
+    """The pyramid-less DeepLab model of `model`'s backbone and width (mobilenetv2_ksac@0.5 -> mobilenetv2_deeplab@0.5),
+    or None for that model itself."""
+    name, at, width = model.partition("@")
+    twin = name.split("_")[0] + "_deeplab"
+    return None if name == twin else twin + at + width
+
+
 def _pairs(rows: list[Row], select: Callable[[Row], bool], partner: Callable[[Row], dict]) -> list[tuple[Row, Row]]:
     # Software-GPU rows pair only with software-GPU rows (rows of several runs may be merged).
     index = {(_key(row), is_software_gpu(row)): row for row in rows}
@@ -60,6 +68,7 @@ def summary_ratios(rows: Iterable[Row]) -> list[dict[str, Any]]:
 
     - "ksac/aspp": a KSAC model over its ASPP twin (separable over separable), same exporter, precision, threads.
     - "separable/regular": a separable-pyramid model over the regular one of the same backbone and head.
+    - "pyramid/deeplab": a model with a pyramid over DeepLab's pyramid-less mobile head, same backbone and width.
     - "ksac-aware/naive": the project's exporter over plain TFLiteConverter, same file otherwise.
     - "fp32/int8 latency": the int8 speed-up (fp32 median latency over int8's).
     - "os8/os16": output stride 8 over 16 (how much slower and bigger OS 8 is).
@@ -85,6 +94,15 @@ def summary_ratios(rows: Iterable[Row]) -> list[dict[str, Any]]:
     ):
         entry(
             "ksac/aspp",
+            a,
+            b,
+            bytes_ratio=_ratio(a["bytes"], b["bytes"]),
+            latency_ratio=_ratio(a["latency_ms_p50"], b["latency_ms_p50"]),
+            memory_ratio=_ratio(a.get("model_mem_mb"), b.get("model_mem_mb")),
+        )
+    for a, b in _pairs(ok, lambda r: _deeplab_twin(r["model"]) is not None, lambda r: {"model": _deeplab_twin(r["model"])}):
+        entry(
+            "pyramid/deeplab",
             a,
             b,
             bytes_ratio=_ratio(a["bytes"], b["bytes"]),

@@ -31,8 +31,8 @@ from configs import QUICK_BENCHMARK, BenchmarkConfig, ConfigError, read_file, re
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = BenchmarkConfig()
 # argparse dests that set a BenchmarkConfig field of the same name (None: not given).
-FLAGS = ("models", "precisions", "exporters", "threads", "input_size", "output_stride", "device", "trained", "check_arm",
-         "out", "json")
+FLAGS = ("models", "precisions", "exporters", "threads", "input_size", "output_stride", "widths", "device", "trained",
+         "check_arm", "out", "json")
 GPU_NOTE = (
     "each file runs in its own child process (inference.gpu); on a software adapter (llvmpipe...: a CPU "
     "emulating a GPU) the rows are correctness checks, reported apart, and their latencies are not GPU speed"
@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv("output stride", int),
         default=None,
         help="output stride, or a comma-separated list such as 8,16 to compare them (default: 16)",
+    )
+    parser.add_argument(
+        "--widths",
+        type=_csv("width", float),
+        default=None,
+        help="backbone width multipliers, e.g. 1,0.5: every model at each (rows of width w != 1 are named MODEL@w; default: 1)",
     )
     parser.add_argument(
         "--device",
@@ -195,7 +201,17 @@ def _log(message: str) -> None:
 
 
 def _file_name(model: str, stride: int, precision: str, exporter: str) -> str:
-    return f"{model}_os{stride}_{precision}_{exporter}.tflite"
+    return f"{model}_os{stride}_{precision}_{exporter}.tflite".replace("@", "_w")
+
+
+def model_label(name: str, width: float) -> str:
+    """A row's model: the registry name, with `@width` where the width multiplier is not 1 (mobilenetv2_deeplab@0.5)."""
+    return name if width == 1.0 else f"{name}@{width:g}"
+
+
+def registry_name(label: str) -> str:
+    """The registry model of a row's `model_label`."""
+    return label.partition("@")[0]
 
 
 def load_trained(args: BenchmarkConfig) -> Any:
@@ -226,17 +242,18 @@ def convert_all(args: BenchmarkConfig, model_overrides: dict[str, Any] | None, t
     entries = []
     if trained is not None:
         description = describe(trained)
-        plan = [(description.name, description.output_stride)]
+        plan = [(description.name, description.output_stride, 1.0)]  # the model as trained, under its own name
         args.input_size = description.input_size[0]
         _log(f"--trained: benchmarking {description.name} at {args.input_size} px, OS{plan[0][1]} from "
              f"{args.trained} (--models, --input-size and --output-stride are taken from the model)")
     else:
-        plan = [(m, s) for m in args.models for s in args.output_stride]
+        plan = [(m, s, w) for m in args.models for s in args.output_stride for w in args.widths]
     total = len(plan) * len(args.precisions) * len(args.exporters)
     done = 0
-    for name, stride in plan:
-        model = trained if trained is not None else benchmark_model(name, args.input_size, stride,
-                                                                    overrides=model_overrides)
+    for registered, stride, width in plan:
+        name = model_label(registered, width)
+        overrides = {**(model_overrides or {}), **({"width": width} if width != 1.0 else {})}
+        model = trained if trained is not None else benchmark_model(registered, args.input_size, stride, overrides=overrides)
         params, macs = int(model.count_params()), int(count_macs(model))
         for precision in args.precisions:
             for exporter in args.exporters:
@@ -306,7 +323,7 @@ def measure_cpu(
     good = [e for e in entries if "tflite" in e]
     groups: dict[str, list[dict[str, Any]]] = {}
     for entry in good:
-        groups.setdefault(model_spec(entry["model"]).backbone, []).append(entry)
+        groups.setdefault(model_spec(registry_name(entry["model"])).backbone, []).append(entry)
     for threads in args.threads:
         for backbone, members in groups.items():
             _log(f"timing {len(members)} {backbone} files at {threads} thread(s), round-robin "

@@ -200,6 +200,7 @@ class BenchmarkConfig:
     threads: list[int] = field(default_factory=lambda: [1, 2])
     input_size: int = DEFAULT_INPUT_SIZE
     output_stride: list[int] = field(default_factory=lambda: [16])
+    widths: list[float] = field(default_factory=lambda: [1.0])  # backbone width multipliers (depth multiplier)
     device: str = "cpu"  # cpu | gpu
     trained: str | None = None  # a run folder: benchmark its model.keras (and its mIoU)
     check_arm: bool = False  # also run every file on LiteRT's ARM64 kernels under emulation (inference/arm.py)
@@ -225,6 +226,9 @@ class BenchmarkConfig:
         for count in self.threads:
             if count < 1:
                 raise ConfigError(f"--threads values must be at least 1, got {count}")
+        for width in self.widths:
+            if not 0 < width <= 2:
+                raise ConfigError(f"--widths values must be in (0, 2], got {width}")
         for stride in self.output_stride:
             if stride not in OUTPUT_STRIDES:
                 raise ConfigError(f"--output-stride {stride} is not one of {', '.join(map(str, OUTPUT_STRIDES))}")

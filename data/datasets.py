@@ -21,6 +21,12 @@ Specs (`open_dataset(spec, split)`):
   `PATH/train/` and `PATH/val/` with that layout when they exist, otherwise the
   same files for every split. Classes: `PATH/labels.txt` (one name per line) when
   present, otherwise max label + 1 over the split (255 ignored).
+- `cityscapes:ROOT`: Cityscapes as unpacked (`data/cityscapes.py`):
+  `leftImg8bit/{train,val}/<city>/*_leftImg8bit.png` with `gtFine/<split>/<city>/*_gtFine_labelTrainIds.png`
+  where present, else `*_gtFine_labelIds.png` mapped to the 19 train ids (other ids -> 255).
+- `tfrecord:DIR[?dataset=NAME&train=PREFIX&val=PREFIX]`: DeepLab's TFRecord shards
+  (`data/tfrecord.py`), `DIR/<prefix>-NNNNN-of-NNNNN.tfrecord` with DeepLab's feature keys. Classes:
+  `dataset=pascal_voc_seg|cityscapes|ade20k` (DeepLab's 21, 19, 151), else `DIR/labels.txt`.
 
 Every dataset yields `(image uint8 HxWx3 RGB, mask uint8 HxW)` in a fixed order and
 has random access by index (`dataset.load(i)`), which the training pipeline uses to
@@ -38,15 +44,13 @@ import cv2
 import numpy as np
 
 from data import synthetic
+from zoo import labels
 
 IGNORE_LABEL = 255
 SPLITS = ("train", "val")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
-VOC_LABELS = [
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-]  # fmt: skip
+VOC_LABELS = list(labels.VOC_LABELS)  # every dataset's class names live in zoo/labels.py
 
 
 class DatasetError(ValueError):
@@ -148,17 +152,19 @@ class SegmentationDataset:
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Sample `index` as (image uint8 HxWx3 RGB, mask uint8 HxW), checked."""
         image, mask = self._load(index)
+        return self.validate(image, mask, lambda: self.describe_sample(index))
+
+    def validate(self, image: np.ndarray, mask: np.ndarray, where: Callable[[], str]) -> tuple[np.ndarray, np.ndarray]:
+        """(image, mask) if the mask fits the image and holds only this dataset's labels (or 255), else
+        DatasetError ending with `where()`, the sample's file(s)."""
         if image.shape[:2] != mask.shape:
             raise DatasetError(
                 f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image size "
-                f"{image.shape[1]}x{image.shape[0]}: {self.describe_sample(index)}"
+                f"{image.shape[1]}x{image.shape[0]}: {where()}"
             )
         bad = (mask >= self.num_classes) & (mask != IGNORE_LABEL)
         if bad.any():
-            raise DatasetError(
-                f"label {int(mask[bad].max())} outside [0, {self.num_classes}) and not {IGNORE_LABEL}: "
-                f"{self.describe_sample(index)}"
-            )
+            raise DatasetError(f"label {int(mask[bad].max())} outside [0, {self.num_classes}) and not {IGNORE_LABEL}: {where()}")
         return image, mask
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -344,14 +350,19 @@ def _folder_samples(root: str, split: str) -> tuple[str, list[tuple[str, str, Ca
     return base, samples
 
 
+def read_label_names(path: str) -> list[str]:
+    """The class names of a `labels.txt` (one a line, blank lines skipped); at least 2."""
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    if len(names) < 2:
+        raise DatasetError(f"{path} must name at least 2 classes")
+    return names
+
+
 def _folder_label_names(root: str, samples: Sequence[tuple[str, str, Callable]]) -> list[str]:
     labels_txt = os.path.join(root, "labels.txt")
     if os.path.isfile(labels_txt):
-        with open(labels_txt, encoding="utf-8") as f:
-            names = [line.strip() for line in f if line.strip()]
-        if len(names) < 2:
-            raise DatasetError(f"{labels_txt} must name at least 2 classes")
-        return names
+        return read_label_names(labels_txt)
     top = 0
     for _, mask_path, reader in samples:
         mask = reader(mask_path)
@@ -367,7 +378,7 @@ def open_dataset(spec: str | None, split: str) -> SegmentationDataset:
     scheme, _, path = spec.partition(":")
     if scheme == "synthetic" and path in ("", "colours"):
         return SyntheticDataset(split, spec, colours=path == "colours")
-    if scheme in ("voc", "sbd", "ade20k", "folder", "trainaug") and not path:
+    if scheme in ("voc", "sbd", "ade20k", "folder", "trainaug", "cityscapes", "tfrecord") and not path:
         raise DatasetError(f"--data {spec!r}: the {scheme} scheme needs a path, e.g. {scheme}:/data/...")
     if scheme == "voc":
         return FileDataset("voc", spec, split, VOC_LABELS, _voc_samples(path, split))
@@ -379,14 +390,22 @@ def open_dataset(spec: str | None, split: str) -> SegmentationDataset:
             raise DatasetError(f"--data {spec!r}: trainaug needs two paths, trainaug:VOC_PATH,SBD_PATH")
         return FileDataset("trainaug", spec, split, VOC_LABELS, _trainaug_samples(parts[0], parts[1], split))
     if scheme == "ade20k":
-        names = [f"ade_{i}" for i in range(1, ADE20K_CLASSES + 1)]
+        names = list(labels.ADE20K_LABELS)
         return FileDataset("ade20k", spec, split, names, _ade_samples(path, split), label_map=_ade_label_map())
     if scheme == "folder":
         base, samples = _folder_samples(path, split)
         if not samples:
             raise DatasetError(f"the {split} split of {spec} is empty: no images in {os.path.join(base, 'images')}")
         return FileDataset("folder", spec, split, _folder_label_names(path, samples), samples)
+    if scheme == "cityscapes":
+        from data.cityscapes import open_cityscapes  # imports this module
+
+        return open_cityscapes(spec, path, split)
+    if scheme == "tfrecord":
+        from data.tfrecord import open_tfrecord  # imports TensorFlow: only when asked for
+
+        return open_tfrecord(spec, path, split)
     raise DatasetError(
         f"unknown --data scheme {scheme!r} in {spec!r}; valid: synthetic, synthetic:colours, voc:PATH, sbd:PATH, "
-        "trainaug:VOC_PATH,SBD_PATH, ade20k:PATH, folder:PATH"
+        "trainaug:VOC_PATH,SBD_PATH, ade20k:PATH, folder:PATH, cityscapes:ROOT, tfrecord:DIR"
     )

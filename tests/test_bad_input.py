@@ -185,6 +185,17 @@ TABLE = [
         ("--images {in}/text.tflite", "not a .npy array")),  # fmt: skip
     Row("gpu", "--images not uint8 RGB", ("{in}/described.tflite", "--images", "{in}/int_images.npy"), USER,
         ("--images {in}/int_images.npy", "want uint8 RGB images")),  # fmt: skip
+    # -- datasets as DeepLab users hold them: its TFRecord shards, Cityscapes' tree (make_data_inputs)
+    Row("train", "tfrecord: truncated shard", (*TINY_TRAIN, "--data", "tfrecord:{in}/truncated_shards"), USER,
+        ("{in}/truncated_shards/train-00000-of-00001.tfrecord", "is truncated")),
+    Row("evaluate", "tfrecord: label of another size", ("--model", "{in}/good.keras", "--data",
+        "tfrecord:{in}/small_label_shards?dataset=pascal_voc_seg"), USER,
+        ("{in}/small_label_shards/val-00000-of-00001.tfrecord", "small_label", "differs from image size")),
+    Row("evaluate", "tfrecord: class id past the count", ("--model", "{in}/good.keras", "--data",
+        "tfrecord:{in}/class_shards?dataset=pascal_voc_seg"), USER,
+        ("{in}/class_shards/val-00000-of-00001.tfrecord", "class_30", "label 30 outside [0, 21)")),
+    Row("train", "cityscapes: image without its label", (*TINY_TRAIN, "--data", "cityscapes:{in}/cityscapes_nolabel"), USER,
+        ("{in}/cityscapes_nolabel/gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png", "no label")),
     # -- unknown names, missing files, a missing environment
     Row("train", "unknown model", ("--model", "resnet50_ksac", "--out", "run"), USER, ("resnet50_ksac", "invalid choice")),
     Row("to_tflite", "missing --model", ("--model", "{in}/missing.keras",), USER, ("{in}/missing.keras", "not found")),
@@ -305,7 +316,41 @@ def make_inputs(folder: Path, description: Any) -> Path:
     export_tf1_checkpoint(model, str(folder / "nodata" / "model.ckpt"))  # a real checkpoint, its .data file then lost
     for data in (folder / "nodata").glob("model.ckpt.data-*"):
         data.unlink()
+    make_data_inputs(folder)
     return folder
+
+
+def make_data_inputs(folder: Path) -> None:
+    """Broken DeepLab shards (DeepLab's feature keys) and a Cityscapes tree missing a label, for the `--data` rows."""
+    import cv2
+    import tensorflow as tf
+
+    def example(image_h: int, label_h: int, label_value: int, name: str) -> bytes:
+        encoded = cv2.imencode(".jpg", np.full((image_h, 48, 3), 128, np.uint8))[1].tobytes()
+        label = cv2.imencode(".png", np.full((label_h, 48), label_value, np.uint8))[1].tobytes()
+        feature = {key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value])) for key, value in (
+            ("image/encoded", encoded), ("image/format", b"jpeg"), ("image/filename", name.encode()),
+            ("image/segmentation/class/encoded", label), ("image/segmentation/class/format", b"png"))}  # fmt: skip
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    def shards(name: str, split: str, records: list[bytes]) -> Path:
+        (folder / name).mkdir()
+        path = folder / name / f"{split}-00000-of-00001.tfrecord"
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for record in records:
+                writer.write(record)
+        return path
+
+    truncated = shards("truncated_shards", "train", [example(40, 40, 1, "good_0"), example(40, 40, 2, "good_1")])
+    truncated.write_bytes(truncated.read_bytes()[:-10])
+    (folder / "truncated_shards" / "labels.txt").write_text("background\nthing\nstuff\n")
+    shards("small_label_shards", "val", [example(40, 20, 1, "small_label")])
+    shards("class_shards", "val", [example(40, 40, 30, "class_30")])
+    city = folder / "cityscapes_nolabel"
+    (city / "leftImg8bit" / "train" / "aachen").mkdir(parents=True)
+    (city / "gtFine" / "train" / "aachen").mkdir(parents=True)
+    cv2.imwrite(str(city / "leftImg8bit" / "train" / "aachen" / "aachen_000000_000019_leftImg8bit.png"),
+                np.zeros((32, 64, 3), np.uint8))
 
 
 def run_table(root: Path, inputs: Path, work: Path, workers: int = 2) -> list[tuple[Row, Outcome]]:

@@ -88,6 +88,29 @@ def test_summary_ratios_compare_separable_pyramids_with_regular_ones_and_with_ea
     assert found["ksac/aspp", "mobilenetv2_ksac_separable"]["bytes_ratio"] == pytest.approx(0.8)
 
 
+def test_summary_ratios_compare_pyramids_with_deeplabs_mobile_head_at_the_same_width():
+    rows = [
+        _row(model="mobilenetv2_deeplab", bytes=2_000_000, latency_ms_p50=8.0),
+        _row(model="mobilenetv2_ksac_separable", bytes=2_500_000, latency_ms_p50=9.0),
+        _row(model="mobilenetv2_deeplab@0.5", bytes=1_000_000, latency_ms_p50=4.0),
+        _row(model="mobilenetv2_ksac_separable@0.5", bytes=1_500_000, latency_ms_p50=5.0),
+    ]
+    found = {(r["comparison"], r["model"]): r for r in summary_ratios(rows)}
+    assert sorted(k for k in found if k[0] == "pyramid/deeplab") == [
+        ("pyramid/deeplab", "mobilenetv2_ksac_separable"), ("pyramid/deeplab", "mobilenetv2_ksac_separable@0.5")]
+    assert found["pyramid/deeplab", "mobilenetv2_ksac_separable"]["latency_ratio"] == pytest.approx(9.0 / 8.0)
+    assert found["pyramid/deeplab", "mobilenetv2_ksac_separable@0.5"]["bytes_ratio"] == pytest.approx(1.5)
+
+
+def test_benchmark_rows_name_widths_and_find_their_registry_model():
+    from benchmarks.run import _file_name, model_label, registry_name
+
+    assert model_label("mobilenetv2_deeplab", 1.0) == "mobilenetv2_deeplab"
+    assert model_label("mobilenetv2_deeplab", 0.5) == "mobilenetv2_deeplab@0.5"
+    assert registry_name("mobilenetv2_deeplab@0.5") == "mobilenetv2_deeplab"
+    assert _file_name("mobilenetv2_deeplab@0.5", 16, "int8", "ksac-aware") == "mobilenetv2_deeplab_w0.5_os16_int8_ksac-aware.tflite"
+
+
 def test_summary_ratios_skip_rows_that_did_not_run():
     rows = [_row(), _row(model="mobilenetv2_aspp", status="unavailable", reason="x", latency_ms_p50=None)]
     assert summary_ratios(rows) == []

@@ -61,7 +61,7 @@ def no_space_to_batch(report):
 @pytest.mark.slow
 # xception65_aspp is left out to keep the suite within its time budget (about 95 s here): its parts
 # are covered, the Xception65 backbone and decoder by xception65_ksac, the ASPP head by mobilenetv2_aspp.
-@pytest.mark.parametrize("name", ["mobilenetv2_ksac", "mobilenetv2_aspp", "xception65_ksac"])
+@pytest.mark.parametrize("name", ["mobilenetv2_ksac", "mobilenetv2_aspp", "xception65_ksac", "mobilenetv2_deeplab"])
 def test_fp32_export_rules_and_parity(make_tiny_export_model, assert_runs_on_gpu, name):
     # The GPU check of Xception65 (about 40 s on llvmpipe here) is left out for the suite's time budget.
     on_gpu = name.startswith("mobilenetv2")

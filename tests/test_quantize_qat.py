@@ -32,7 +32,7 @@ SIZE = 65  # the input size of conftest's tiny models
 @pytest.mark.slow
 # xception65_aspp is left out to keep the suite within its time budget (about 60 s here): its parts
 # are covered, the Xception65 backbone and decoder by xception65_ksac, the ASPP head by mobilenetv2_aspp.
-@pytest.mark.parametrize("name", ["mobilenetv2_ksac", "mobilenetv2_aspp", "xception65_ksac"])
+@pytest.mark.parametrize("name", ["mobilenetv2_ksac", "mobilenetv2_aspp", "xception65_ksac", "mobilenetv2_deeplab"])
 def test_qat_model_builds_and_starts_from_the_float_weights(make_tiny_model, make_tiny_export_model, name):
     model = make_tiny_export_model(name)
     qat = quantize_model(model)

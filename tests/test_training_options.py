@@ -99,15 +99,16 @@ def test_weight_decay_covers_regular_and_pointwise_kernels_only_in_every_model(m
         assert id(pyramid.pointwise_kernel) in expected and id(pyramid.depthwise_kernel) in excluded
 
 
-def test_weight_decay_rule_holds_inside_qat_wrappers(make_tiny_model):
+@pytest.mark.parametrize("name", ["mobilenetv2_ksac_separable", "mobilenetv2_ksac"])
+def test_weight_decay_rule_holds_inside_qat_wrappers(make_tiny_model, name):
     from quantize.annotate import quantize_model
 
-    model = make_tiny_model("mobilenetv2_ksac_separable", num_classes=3)
+    model = make_tiny_model(name, num_classes=3)
     float_decayed = len(decayed_variables(model))
     qat_model = quantize_model(model)
     decayed = decayed_variables(qat_model)  # every trainable variable classified, the quantizers' included
     assert len(decayed) == float_decayed
-    assert any(v.name.endswith("pointwise_kernel:0") for v in decayed)
+    assert any(v.name.endswith(("pointwise_kernel:0" if name.endswith("separable") else "head_ksac/kernel:0")) for v in decayed)
 
 
 def test_weight_decay_refuses_a_trainable_weight_no_rule_covers():

@@ -13,7 +13,10 @@ Models are small (width 0.25 / 0.35, 16 head filters): TF1 names do not depend o
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -892,3 +895,50 @@ def test_missing_checkpoint_files_name_the_path(mobilenet_ksac, tmp_path):
     os.makedirs(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="empty.*'checkpoint' file"):
         load_weights(model, str(tmp_path / "empty"))
+
+
+# ---------------------------------------------------------------- from DeepLab's checkpoint to a phone file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args: str, cwd) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_a_release_goes_from_its_checkpoint_to_an_int8_file_mediapipe_reads(release_ckpt, tmp_path):
+    """`python -m zoo release` (the Cityscapes release: 19 labels), then `to_tflite.py --int8` with standard metadata;
+    MediaPipe's segmenter reads the labels and agrees with LiteRT's arg-max."""
+    from benchmarks import mediapipe_check
+    from convert.tflite_metadata import read_standard_metadata
+    from zoo.labels import CITYSCAPES_LABELS
+
+    release = "mobilenetv2_coco_cityscapes_trainfine"
+    made = _run("-m", "zoo", "release", release, "--weights", release_ckpt(release), "--input-size", "65",
+                "--out", str(tmp_path / "city.keras"), cwd=ROOT)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "0 of ours left at initialisation" in made.stdout and "saved" in made.stdout
+    assert describe(keras.models.load_model(str(tmp_path / "city.keras"))).label_names == CITYSCAPES_LABELS
+    exported = _run(os.path.join(ROOT, "convert", "to_tflite.py"), "--model", str(tmp_path / "city.keras"), "--int8",
+                    "--calibration-steps", "4", "--parity-images", "2", "--check-arm", "--json", str(tmp_path / "r.json"),
+                    "--out", str(tmp_path / "city.tflite"), cwd=tmp_path)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["argmax_agreement"] >= 0.9, report  # int8 of an untrained full-width release, against Keras
+    assert report["arm_argmax_agreement"] == 100.0 and report["arm_max_abs_diff"] == 0.0, report["arm_by_cpu"]  # bit-exact
+    standard = read_standard_metadata((tmp_path / "city.tflite").read_bytes())
+    assert standard["labels"] == list(CITYSCAPES_LABELS)
+    seen = mediapipe_check.check(str(tmp_path / "city.tflite"), count=2, non_square=False)
+    assert seen["mediapipe_labels"] == list(CITYSCAPES_LABELS) and seen["agreement_input_size"] >= 0.999, seen
+
+
+def test_a_release_refuses_a_checkpoint_that_is_not_it(release_ckpt, tmp_path):
+    # the VOC checkpoint (21 classes) as the ADE20K release (151 classes, a decoder): logits and decoder missing
+    made = _run("-m", "zoo", "release", "mobilenetv2_ade20k_train", "--weights", release_ckpt("mobilenetv2_coco_voc_trainaug"),
+                "--input-size", "65", "--out", str(tmp_path / "ade.keras"), cwd=ROOT)  # fmt: skip
+    assert made.returncode == 2 and "is not DeepLab's mobilenetv2_ade20k_train" in made.stderr, made.stderr
+    assert not (tmp_path / "ade.keras").exists()
+    made = _run("-m", "zoo", "release", "mobilenetv2_coco_voc_trainaug", "--weights", release_ckpt("mobilenetv2_dm05_coco_voc_trainaug"),
+                "--input-size", "65", "--out", str(tmp_path / "voc.keras"), cwd=ROOT)  # fmt: skip
+    assert made.returncode == 2 and "has shape" in made.stderr and "Traceback" not in made.stderr, made.stderr

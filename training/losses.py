@@ -36,10 +36,13 @@ DECAYED_ROLES = frozenset({"kernel", "pointwise"})
 
 # Per layer kind: which of the layer's own weights (by its attribute name) plays which role.
 _ROLES_BY_KIND: tuple[tuple[tuple[type, ...], dict[str, str]], ...] = (
-    ((keras.layers.SeparableConv2D, SharedSeparableAtrousConv2D),
-     {"depthwise_kernel": "depthwise", "pointwise_kernel": "pointwise", "bias": "bias"}),
+    # The shared pyramids' per-rate BatchNorms are their own layers, but a QAT wrapper of a pyramid owns them.
+    ((SharedSeparableAtrousConv2D,),
+     {"depthwise_kernel": "depthwise", "pointwise_kernel": "pointwise", "gamma": "batchnorm", "beta": "batchnorm"}),
+    ((SharedAtrousConv2D,), {"kernel": "kernel", "gamma": "batchnorm", "beta": "batchnorm"}),
+    ((keras.layers.SeparableConv2D,), {"depthwise_kernel": "depthwise", "pointwise_kernel": "pointwise", "bias": "bias"}),
     ((keras.layers.DepthwiseConv2D,), {"depthwise_kernel": "depthwise", "bias": "bias"}),
-    ((keras.layers.Conv2D, keras.layers.Dense, SharedAtrousConv2D), {"kernel": "kernel", "bias": "bias"}),
+    ((keras.layers.Conv2D, keras.layers.Dense), {"kernel": "kernel", "bias": "bias"}),
     ((keras.layers.BatchNormalization,), {"gamma": "batchnorm", "beta": "batchnorm"}),
 )  # fmt: skip
 

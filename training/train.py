@@ -101,7 +101,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", choices=list_models(), help="the registered model (or give --backbone and --head)")
     p.add_argument("--backbone", choices=list_backbones(), help="backbone network (with --head; required unless --model, --config or --resume gives the model)")
     p.add_argument("--head", choices=list_heads(), help="segmentation head: KSAC (shared kernel) or ASPP")
-    p.add_argument("--data", help="dataset: synthetic | voc:PATH | sbd:PATH | trainaug:VOC_PATH,SBD_PATH | ade20k:PATH | folder:PATH")
+    p.add_argument("--data", help="dataset: synthetic | voc:PATH | sbd:PATH | trainaug:VOC_PATH,SBD_PATH | ade20k:PATH | folder:PATH "
+                   "| cityscapes:ROOT | 'tfrecord:DIR[?dataset=pascal_voc_seg|cityscapes|ade20k&train=PREFIX&val=PREFIX]' "
+                   "(DeepLab's shards; docs/training.md)")
     p.add_argument("--steps", type=int, help="total training steps; the poly schedule decays to 0 at this step (a resumed run with a larger value stretches it)")
     p.add_argument("--batch-size", type=int, help="GLOBAL batch size, split evenly across replicas")
     p.add_argument("--crop-size", type=int, help="side of the square training crop in pixels; must be >= the output stride")

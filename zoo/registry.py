@@ -18,6 +18,7 @@ from zoo import atrous
 from zoo.backbones import BACKBONES
 from zoo.decoder import deeplabv3plus_decoder
 from zoo.heads import atrous_head, has_pyramid, is_deeplab_graph
+from zoo.labels import VOC_LABELS  # the default label names of a 21-class model
 from zoo.layers import BatchNormSettings, DescriptionLayer, ResizeToMatch, batch_norm_settings, check_rates
 from zoo.weights import load_weights
 
@@ -55,10 +56,6 @@ DEFAULT_INPUT_SIZE = 513
 # Both backbones were trained on images scaled to [-1, 1]: x = (pixel - mean) / std.
 INPUT_NORMALIZATION = Normalization(mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5))
 
-VOC_LABELS = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)  # fmt: skip
 
 
 def list_models() -> list[str]:
