@@ -177,7 +177,7 @@ def test_resume_reads_the_run_config_and_continues_with_the_same_settings(qat_ru
     resumed = read_file(os.path.join(out, "config.yaml"))
     assert resumed == merge(saved, {"schedule": {"steps": 3}, "qat": {"export": False}})
     # A locked field that differs is refused, naming the flag and the run's value; nothing is trained.
-    assert qat_cli.main(["--out", out, "--resume", "--steps", "4", "--batch-size", "4"]) == 1
+    assert qat_cli.main(["--out", out, "--resume", "--steps", "4", "--batch-size", "4"]) == 2
     err = capsys.readouterr().err
     assert "--resume: --batch-size (data.batch_size) 4 differs from the run's 2" in err and "Traceback" not in err
     assert read_file(os.path.join(out, "config.yaml")) == resumed
@@ -187,7 +187,7 @@ def test_resume_reads_the_run_config_and_continues_with_the_same_settings(qat_ru
 
 
 def test_resume_without_a_run_config_is_a_clear_error(tmp_path, capsys):
-    assert qat_cli.main(["--out", str(tmp_path / "none"), "--resume", "--steps", "3"]) == 1
+    assert qat_cli.main(["--out", str(tmp_path / "none"), "--resume", "--steps", "3"]) == 2
     assert f"{tmp_path / 'none' / 'config.yaml'} not found; is {tmp_path / 'none'} a run folder of quantize/qat.py?" in capsys.readouterr().err
 
 
@@ -195,19 +195,19 @@ def test_a_multi_worker_cluster_is_refused_before_anything_is_written(qat_run, t
     out = tmp_path / "mw"
     cluster = {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
-    assert qat_cli.main(["--model", qat_run[0].qat.model, "--strategy", "multiworker", "--out", str(out)]) == 1
+    assert qat_cli.main(["--model", qat_run[0].qat.model, "--strategy", "multiworker", "--out", str(out)]) == 2
     assert "multi-worker training is for training/train.py" in capsys.readouterr().err
     assert not out.exists()
 
 
 def test_cli_errors_name_the_file(tmp_path, capsys):
     missing = str(tmp_path / "nope.keras")
-    assert qat_cli.main(["--model", missing, "--steps", "1", "--out", str(tmp_path / "q")]) == 1
+    assert qat_cli.main(["--model", missing, "--steps", "1", "--out", str(tmp_path / "q")]) == 2  # docs/cli.md
     assert missing in capsys.readouterr().err
     plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)])
     path = str(tmp_path / "plain.keras")
     plain.save(path)
-    assert qat_cli.main(["--model", path, "--steps", "1", "--out", str(tmp_path / "q")]) == 1
+    assert qat_cli.main(["--model", path, "--steps", "1", "--out", str(tmp_path / "q")]) == 2
     err = capsys.readouterr().err
     assert path in err and "description" in err
     assert not os.path.exists(tmp_path / "q")

@@ -30,6 +30,7 @@ from configs import (  # noqa: E402  (after the environment variable above)
     check_resumable,
     document_defaults,
     flag_overrides,
+    find_config,
     read_file,
     read_saved_config,
     resolve,
@@ -97,7 +98,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             f"OUT/{CONFIG_FILE} (the resolved config; --resume and --config read it back)."
         ),
     )
-    p.add_argument("--config", metavar="FILE", help="a YAML or JSON experiment config (e.g. configs/paper/*.yaml); flags override it")
+    p.add_argument("--config", metavar="FILE", help="a YAML or JSON experiment config, or the name of a recipe (paper/mobilenetv2_ksac: configs/paper/*.yaml, also in an installed toolkit); flags override it")
     p.add_argument("--model", choices=list_models(), help="the registered model (or give --backbone and --head)")
     p.add_argument("--backbone", choices=list_backbones(), help="backbone network (with --head; required unless --model, --config or --resume gives the model)")
     p.add_argument("--head", choices=list_heads(), help="segmentation head: KSAC (shared kernel) or ASPP")
@@ -180,7 +181,7 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     or file that cannot be read or written, before anything is written.
     """
     try:
-        file_layer = read_file(args.config, ExperimentConfig) if args.config else {}
+        file_layer = read_file(find_config(args.config), ExperimentConfig) if args.config else {}
         flags = flag_layer(args)
         if args.resume:
             run_dir = args.out or (file_layer.get("training") or {}).get("out") or os.path.join("runs", "latest")
@@ -406,7 +407,8 @@ def train(args: argparse.Namespace) -> int:
                 {"step": result.step, "final_loss": result.loss, "images_per_s": result.images_per_s, "wall_s": result.wall_s},
             )
             speed = result.images_per_s
-            print(f"saved {os.path.join(out, 'model.keras')} (step {result.step}); mean speed {speed and round(speed, 2)} images/s")
+            timed = f"mean speed {speed:.2f} images/s" if speed else "speed not timed (only the first, graph-tracing step ran)"
+            print(f"saved {os.path.join(out, 'model.keras')} (step {result.step}); {timed}")
         return 0
 
 

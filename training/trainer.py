@@ -401,7 +401,8 @@ class Trainer:
                     timed_time += elapsed
                 lr = float(self.schedule(step - 1))
                 eta = (stop_step - step) * batch_size / speed if speed == speed else 0.0
-                self.log(f"step {step}/{stop_step}  loss {loss:.4f}  lr {lr:.6f}  {speed:.2f} images/s  ETA {format_eta(eta)}")
+                shown = f"{speed:.2f} images/s" if speed == speed else "speed not timed yet (the first step traces the graph)"
+                self.log(f"step {step}/{stop_step}  loss {loss:.4f}  lr {lr:.6f}  {shown}  ETA {format_eta(eta)}")
                 if self.chief:
                     csv_log.append({"step": step, "loss": f"{loss:.6f}", "lr": f"{lr:.8f}", "images_per_s": f"{speed:.3f}",
                                     "elapsed_s": f"{now - run_start:.1f}"})  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from zoo.labels import CITYSCAPES_LABELS, DEEPLAB_ADE20K_LABELS, VOC_LABELS
+from zoo.registry import DEFAULT_INPUT_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +38,8 @@ class Release:
     published: str
 
 
-_VOC = dict(model="mobilenetv2_deeplab", label_names=VOC_LABELS, decoder=False, input_size=513, dataset="pascal_voc_seg")
+_VOC = dict(model="mobilenetv2_deeplab", label_names=VOC_LABELS, decoder=False, input_size=DEFAULT_INPUT_SIZE,
+            dataset="pascal_voc_seg")  # fmt: skip
 RELEASES: dict[str, Release] = {
     "mobilenetv2_coco_voc_trainaug": Release(width=1.0, published="75.32% VOC val (OS 16), 2.75B MAdds at 513", **_VOC),
     "mobilenetv2_coco_voc_trainval": Release(width=1.0, published="80.25% VOC test (OS 8, multi-scale)", **_VOC),
