@@ -9,7 +9,7 @@ WEB_NPM_STAMP := web_demo/node_modules/.installed
 # pip's wheel cache lives outside the clone (~/.cache/pip), so a fresh clone reinstalls quickly.
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: venv mediapipe-venv arm-env demo test test-onednn-other clean web-demo web-test web-test-chromium
+.PHONY: venv mediapipe-venv arm-env runtime-wheel arm-runtime-check demo test test-onednn-other clean web-demo web-test web-test-chromium
 
 venv: $(STAMP)
 
@@ -43,6 +43,30 @@ arm-env: $(ARM_STAMP)
 $(ARM_STAMP): pyproject.toml inference/arm_env.py $(STAMP)
 	$(PY) -m inference.arm_env --out $(ARM_ENV) --force
 
+# The runtime that apps and boards install (docs/runtime.md): the package ksac_runtime/ alone as the wheel
+# ksac-runtime (numpy, ai-edge-litert, flatbuffers, opencv-python-headless), built from a copy of the package,
+# its own pyproject (ksac-runtime/pyproject.toml) and docs/runtime.md as its README, into $(RUNTIME_DIST)/.
+RUNTIME_DIST ?= dist
+RUNTIME_BUILD ?= build/ksac-runtime
+RUNTIME_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' ksac_runtime/__init__.py)
+RUNTIME_WHEEL := $(RUNTIME_DIST)/ksac_runtime-$(RUNTIME_VERSION)-py3-none-any.whl
+
+runtime-wheel: $(RUNTIME_WHEEL)
+
+$(RUNTIME_WHEEL): $(STAMP) ksac-runtime/pyproject.toml docs/runtime.md $(wildcard ksac_runtime/*.py ksac_runtime/*.json)
+	rm -rf $(RUNTIME_BUILD) && mkdir -p $(RUNTIME_BUILD)/ksac_runtime $(RUNTIME_DIST)
+	cp ksac-runtime/pyproject.toml $(RUNTIME_BUILD)/
+	cp docs/runtime.md $(RUNTIME_BUILD)/README.md
+	cp ksac_runtime/*.py ksac_runtime/*.json $(RUNTIME_BUILD)/ksac_runtime/
+	$(PY) -m pip wheel $(PIP_FLAGS) --no-deps --no-build-isolation -w $(RUNTIME_DIST) $(RUNTIME_BUILD)
+	@ls -l $(RUNTIME_WHEEL)
+
+# The wheel on LiteRT's ARM64 kernels: installed with the aarch64 wheels of its requirements into
+# $(ARM_ENV)/runtime/ and `ksac-segment` run there under qemu-user on the test images, against the toolkit's
+# labels here (benchmarks/runtime_check.py: int8 equal, fp32 within inference.arm's bound).
+arm-runtime-check: $(RUNTIME_WHEEL) arm-env
+	KSAC_ARM_ENV=$(abspath $(ARM_ENV)) $(PY) -m benchmarks.runtime_check --wheel $(RUNTIME_WHEEL) --arm --no-venv
+
 demo: venv
 	$(PY) -m demo
 
@@ -71,7 +95,7 @@ test-onednn-other: venv
 	TF_ENABLE_ONEDNN_OPTS=$$other $(PY) -m pytest -q -n 2 --dist loadgroup --durations=10 -m trains tests
 
 clean:
-	rm -rf $(VENV) $(MP_VENV) $(ARM_ENV) $(ARM_ENV).partial runs .pytest_cache
+	rm -rf $(VENV) $(MP_VENV) $(ARM_ENV) $(ARM_ENV).partial runs .pytest_cache $(RUNTIME_BUILD) $(RUNTIME_WHEEL)
 
 # The web demo (web_demo/, issue 15): the exported .tflite in the browser with MediaPipe Tasks'
 # ImageSegmenter (WASM CPU), npm packages pinned in web_demo/package-lock.json, served from web_demo/.

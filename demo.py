@@ -107,8 +107,8 @@ def example_image(path: str):
     return image, mask
 
 
-def overlay_strip(panels: list[tuple[str, "np.ndarray"]], path: str) -> None:
-    """The panels side by side, each captioned, written as one PNG."""
+def overlay_strip(panels: list[tuple[str, "np.ndarray"]], path: str, legend: "np.ndarray | None" = None) -> None:
+    """The panels side by side, each captioned, and the `legend` panel under them, written as one PNG."""
     import cv2
     import numpy as np
 
@@ -119,6 +119,10 @@ def overlay_strip(panels: list[tuple[str, "np.ndarray"]], path: str) -> None:
         captioned.append(np.vstack([bar, image]))
     gap = np.full((captioned[0].shape[0], 4, 3), 255, np.uint8)
     strip = np.hstack([part for panel in captioned for part in (panel, gap)][:-1])
+    if legend is not None:
+        width = max(strip.shape[1], legend.shape[1])
+        pad = lambda image: np.pad(image, ((0, 0), (0, width - image.shape[1]), (0, 0)), constant_values=255)  # noqa: E731
+        strip = np.vstack([pad(strip), pad(legend)])
     cv2.imwrite(path, cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
 
 
@@ -175,14 +179,18 @@ def main() -> int:
     import numpy as np
     from PIL import Image
 
-    from data.palette import voc_palette
+    from data.synthetic import COLOUR_LABEL_NAMES
     from evaluation.predict import labels_path
+    from ksac_runtime.palette import class_colours, legend_panel
 
-    palette = voc_palette()
+    # The colours and legend of every overlay (ksac_runtime.palette): the class "green" drawn green.
+    palette = class_colours(COLOUR_LABEL_NAMES)
 
     example = os.path.join(OUT, "example.png")
     image, mask = example_image(example)
-    panels = [("image", image), ("truth", palette[np.where(mask == 255, 0, mask)])]
+    truth = np.where(mask == 255, 0, mask)
+    present = set(np.unique(truth).tolist())
+    panels = [("image", image), ("truth", palette[truth])]
     overlays = []
     for (head, precision), (path, _) in files.items():
         out = os.path.join(OUT, f"overlay_{head}_{precision}.png")
@@ -192,9 +200,13 @@ def main() -> int:
             sys.exit(f"demo: step failed: python evaluation/predict.py {' '.join(args)}")
         overlays.append(out)
         # The label map in flat palette colours: clearer side by side than the blended overlay.
-        panels.append((f"{head} {precision}", np.asarray(Image.open(labels_path(out)).convert("RGB"))))
+        with Image.open(labels_path(out)) as labels:
+            present |= set(np.unique(np.asarray(labels)).tolist())
+            panels.append((f"{head} {precision}", np.asarray(labels.convert("RGB"))))
     strip = os.path.join(OUT, "overlays.png")
-    overlay_strip(panels, strip)
+    width = sum(panel.shape[1] for _, panel in panels) + 4 * (len(panels) - 1)  # overlay_strip's 4-pixel gaps
+    legend = legend_panel(sorted(present - {0}), COLOUR_LABEL_NAMES, palette, width)
+    overlay_strip(panels, strip, legend)
 
     print(f"\nMobileNetV2 on synthetic:colours data, {steps} training steps, input {CROP}, CPU latency at 2 threads")
     header = f"{'head':<6}{'precision':<11}{'bytes':>12}{'kernel bufs':>13}{'S2B ops':>9}{'mIoU %':>9}{'p50 ms':>9}"

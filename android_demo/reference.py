@@ -5,7 +5,7 @@ arithmetic, so `make_golden.py` output and the Java results agree bit for bit on
 and exactly on labels:
 
 - `letterbox_size`, `resize_bilinear`, `preprocess`: THE inference preprocessing, imported from
-  `inference/preprocess.py` (scale to fit keeping the aspect ratio, half-pixel-centre bilinear without
+  `ksac_runtime/preprocess.py` (scale to fit keeping the aspect ratio, half-pixel-centre bilinear without
   anti-aliasing, image at the top-left, bottom/right padding with the mean colour, then
   x = (pixel - mean) / std on RGB); evaluation uses the same code, so it sees the phone's pixels.
 - `labels_from_logits`: arg-max over classes (ties to the lowest index).

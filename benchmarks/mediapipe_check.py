@@ -9,7 +9,7 @@ how many pixels its category mask equals ours:
   against the arg-max of LiteRT's logits (same file, same pixels);
 - `agreement_stretch`: non-square images as each consumer feeds them: MediaPipe STRETCHES the
   image to the input, our tools (`evaluation/predict.py`, `evaluation/evaluate.py`, the Android core)
-  LETTERBOX it (the contract in `inference/preprocess.py`);
+  LETTERBOX it (the contract in `ksac_runtime/preprocess.py`);
 - `agreement_padded`: the same images, padded to a square with the mean colour before MediaPipe and
   its mask cropped back (docs/mediapipe-and-web.md's recipe for the letterbox contract in MediaPipe);
 - `agreement_both_stretched`: the same images stretched on both sides (our `--resize stretch`), so

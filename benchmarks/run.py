@@ -26,7 +26,7 @@ import zoo  # noqa: F401  first: imports TensorFlow without its C++ start-up lin
 from common.cli import (
     USER_ERROR, add_json_flag, check_json_path, check_output_flag, fail, json_to_stdout, stdout_kept_for_json, write_json,
 )
-from configs import QUICK_BENCHMARK, BenchmarkConfig, ConfigError, read_file, resolve
+from configs import QUICK_BENCHMARK, BenchmarkConfig, ConfigError, find_config, read_file, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = BenchmarkConfig()
@@ -145,7 +145,7 @@ def resolve_args(argv: Sequence[str] | None = None) -> BenchmarkConfig:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        file_layer = (read_file(args.config).get("benchmark") or {}) if args.config else {}
+        file_layer = (read_file(find_config(args.config)).get("benchmark") or {}) if args.config else {}
         flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
         quick = args.quick or bool(file_layer.get("quick"))
         config = resolve(BenchmarkConfig, QUICK_BENCHMARK if quick else {}, file_layer, flags, {"quick": quick},

@@ -5,7 +5,8 @@ Modules:
     experiments: the config dataclasses (one per section, grouped per command), each checking its
         own values in `validate()`, and `QUICK_BENCHMARK`; `ModelConfig.build` builds the model.
     engine: `resolve` (layers of nested dicts -> a validated config, with the rates rule), the type
-        checks (`from_dict`), `read_file`, `write` (`config.yaml`), `--resume`'s rule (`check_resumable`).
+        checks (`from_dict`), `read_file`, `find_config` (a `--config` file or packaged recipe name),
+        `write` (`config.yaml`), `--resume`'s rule (`check_resumable`).
     flags: the command-line side: `flag_overrides`, `add_loop_flags`, `document_defaults`.
 
 Import from here: `from configs import ExperimentConfig, resolve`.
@@ -16,11 +17,13 @@ from configs.engine import (  # noqa: F401  (the package's public names)
     ConfigError,
     check_resumable,
     differences,
+    find_config,
     from_dict,
     get,
     merge,
     read_file,
     read_saved_config,
+    recipes,
     resolve,
     to_dict,
     write,

@@ -6,7 +6,8 @@ A command's config is resolved from, lowest priority first:
 2. (QAT only) what the model being fine-tuned was trained with;
 3. (with `--resume`) the run folder's `config.yaml`;
 4. `--config FILE`, a YAML or JSON file with any subset of the sections, e.g.
-   ``{"model": {"name": "mobilenetv2_ksac"}, "optimizer": {"lr": 0.01}}``;
+   ``{"model": {"name": "mobilenetv2_ksac"}, "optimizer": {"lr": 0.01}}``, or the name of a recipe
+   packaged with the configs, e.g. `paper/mobilenetv2_ksac` (`find_config`);
 5. command-line flags (each flag names one field; see the `FLAGS` table of each command).
 
 A layer that changes the output stride but gives no rates re-derives them (`resolve`), and
@@ -41,6 +42,9 @@ import yaml
 from common.files import atomic_write_text
 
 CONFIG_FILE = "config.yaml"
+# The recipes packaged with the configs (configs/paper/*.yaml; package data of an installed toolkit).
+RECIPES_DIR = os.path.dirname(os.path.abspath(__file__))
+RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
 
 Config = TypeVar("Config")
 
@@ -119,6 +123,40 @@ def _type_name(hint: Any) -> str:
 def to_dict(config: Any) -> dict[str, Any]:
     """The config as plain nested dicts (what `config.yaml` holds)."""
     return dataclasses.asdict(config)
+
+
+def recipes() -> list[str]:
+    """The names of the packaged recipes, e.g. "paper/mobilenetv2_ksac" (configs/paper/mobilenetv2_ksac.yaml)."""
+    found = []
+    for folder, _, files in os.walk(RECIPES_DIR):
+        for name in files:
+            if name.endswith(RECIPE_SUFFIXES):
+                relative = os.path.relpath(os.path.join(folder, name), RECIPES_DIR)
+                found.append(os.path.splitext(relative)[0].replace(os.sep, "/"))
+    return sorted(found)
+
+
+def find_config(value: str) -> str:
+    """The file a `--config` value names: the path itself where it is a file, else a packaged recipe.
+
+    A recipe is named by its path under configs/, with or without its suffix and with or without a
+    leading "configs/": `paper/mobilenetv2_ksac`, `configs/paper/mobilenetv2_ksac.yaml`. So the docs'
+    commands work from any folder, and with a toolkit installed by `pip install .`, whose recipes are
+    package data (the checkout's configs/ is then not where the command runs).
+
+    Raises:
+        ConfigError: neither a file nor a recipe (the message lists the recipes).
+    """
+    if os.path.isfile(value):
+        return value
+    name = value.replace(os.sep, "/")
+    name = name[len("configs/"):] if name.startswith("configs/") else name
+    if not os.path.isabs(value) and ".." not in name.split("/"):
+        for candidate in (name, *(name + suffix for suffix in RECIPE_SUFFIXES)):
+            path = os.path.join(RECIPES_DIR, *candidate.split("/"))
+            if path.endswith(RECIPE_SUFFIXES) and os.path.isfile(path):
+                return path
+    raise ConfigError(f"config file not found: {value} (nor a recipe of that name; the recipes: {', '.join(recipes())})")
 
 
 def read_file(path: str, schema: type | None = None, *, sections: bool = True) -> dict[str, Any]:

@@ -223,7 +223,7 @@ def export_tflite(
         ranges_hook = ranges_replaced_after_calibration(replace)
     try:
         # Lines pass on as they are written: calibration progress (`log`) shows while the converter runs, and
-        # if the process dies in it (out of memory, a failed CHECK) its last lines are out (common/native_log.py).
+        # if the process dies in it (out of memory, a failed CHECK) its last lines are out (ksac_runtime/native_log.py).
         with ranges_hook as calibrations, native_stderr(drop=QUANTIZER_SETTINGS_LINE):
             converted = converter.convert()
     except Exception as error:  # the converter raises many types; name the step that failed

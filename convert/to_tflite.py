@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f".keras model to export (default {DEFAULT_MODEL})")
     parser.add_argument("--config", metavar="FILE", help="a YAML or JSON config whose `export` section sets the options below "
-                        "(e.g. a run's config.yaml); flags override it")
+                        "(e.g. a run's config.yaml, or a recipe by name: paper/mobilenetv2_ksac); flags override it")
     parser.add_argument("--out", help="output .tflite (default: beside the model, model_<precision>[_labels].tflite)")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="fp16 weights, float32 compute and I/O")
@@ -110,10 +110,10 @@ def resolve_export_config(args: argparse.Namespace) -> ExportConfig:
 
     ConfigError (a ValueError) naming a bad value or a clash (`ExportConfig.validate`, run by `resolve`).
     """
-    from configs import flag_overrides, read_file, resolve
+    from configs import find_config, flag_overrides, read_file, resolve
 
     # Any config file will do (a recipe, a run's config.yaml): only its `export` section is used.
-    file_layer = read_file(args.config) if args.config else {}
+    file_layer = read_file(find_config(args.config)) if args.config else {}
     where = f"{args.config}: export" if args.config else "export"
     return resolve(ExportConfig, file_layer.get("export") or {}, flag_overrides(args, FLAGS).get("export", {}), where=where)
 

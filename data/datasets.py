@@ -40,10 +40,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
-import cv2
 import numpy as np
 
 from data import synthetic
+from ksac_runtime.images import ImageError, read_rgb
 from zoo import labels
 
 IGNORE_LABEL = 255
@@ -61,14 +61,12 @@ class DatasetError(ValueError):
 
 
 def read_image(path: str) -> np.ndarray:
-    """Reads an image file as uint8 RGB HxWx3; DatasetError if missing or undecodable."""
-    if not os.path.isfile(path):
-        raise DatasetError(f"image file not found: {path}")
-    data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise DatasetError(f"cannot decode image (corrupt or not an image): {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """Reads an image file as uint8 RGB HxWx3 (`ksac_runtime.images.read_rgb`, as the runtime reads it);
+    DatasetError if missing or undecodable."""
+    try:
+        return read_rgb(path)
+    except (FileNotFoundError, ImageError) as error:
+        raise DatasetError(str(error)) from None
 
 
 def read_label_png(path: str) -> np.ndarray:

@@ -175,12 +175,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python evaluation/evaluate.py",
         description="Per-class IoU and mIoU of a .keras model or .tflite file. Images get the app's preprocessing "
-        "(inference/preprocess.py: letterboxed into the model's input size, half-pixel bilinear, padded with the "
+        "(ksac_runtime/preprocess.py: letterboxed into the model's input size, half-pixel bilinear, padded with the "
         "mean), so the mIoU is the one the phone computes; masks are resized nearest and padded with 255.",
     )
     p.add_argument("--model", required=True, help="a .keras model (training/train.py) or a .tflite file (convert/to_tflite.py)")
     p.add_argument("--data", help="dataset spec as in train.py; default: --config's data.train, else the data the model was trained on, else synthetic")
-    p.add_argument("--config", metavar="FILE", help="an experiment config (e.g. the run's config.yaml or a configs/paper/ recipe): evaluate on its data.train spec's --split")
+    p.add_argument("--config", metavar="FILE", help="an experiment config (e.g. the run's config.yaml, or a recipe by name: paper/mobilenetv2_ksac): evaluate on its data.train spec's --split")
     p.add_argument("--split", default="val", choices=("train", "val"), help="split to evaluate")
     p.add_argument("--multi-scale", action="store_true", help="average over scales 0.5, 0.75, ..., 1.75 (DeepLab); needs logits output")
     p.add_argument("--flip", action="store_true", help="also average over horizontally flipped inputs; needs logits output")
@@ -197,11 +197,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (2 for bad input: common/cli.py)."""
     args = parse_args(argv)
-    from configs import ConfigError, read_file
+    from configs import ConfigError, find_config, read_file
 
     try:
         check_json_path(args.json)
-        data = args.data or (((read_file(args.config).get("data") or {}).get("train")) if args.config else None)
+        data = args.data or (((read_file(find_config(args.config)).get("data") or {}).get("train")) if args.config else None)
         result = evaluate(args.model, data, args.split, args.multi_scale, args.flip, args.limit, resize=args.resize)
     except (ConfigError, DatasetError, OSError, ValueError) as err:
         return fail(err)

@@ -1,8 +1,11 @@
-"""Segments one image: writes a colour overlay (VOC palette) and the raw label PNG beside it.
+"""Segments one image: writes a colour overlay (with a legend naming each class present) and the raw label PNG beside it.
 
 Example:
     python evaluation/predict.py --model runs/latest/model.keras --image photo.jpg --out overlay.png
     # -> overlay.png and overlay_labels.png (palette PNG whose pixel values are the class indices)
+
+The colours and the legend are the runtime's (`ksac_runtime.palette`: VOC's colour map, a class named for
+a colour drawn in it); a `.tflite` file's labels are those `ksac-segment` computes (tests/test_runtime.py).
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from typing import Sequence
 
 import zoo  # noqa: E402,F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from inference.preprocess import RESIZES, content_size, description_preprocessing, labels_for_image  # noqa: E402
 from data.datasets import DatasetError, read_image  # noqa: E402
-from data.palette import voc_palette  # noqa: E402,F401  (re-exported)
+from ksac_runtime.images import encode_png  # noqa: E402
+from ksac_runtime.palette import class_colours, voc_palette  # noqa: E402,F401  (voc_palette: re-exported)
+from ksac_runtime.palette import overlay as overlay_with_legend  # noqa: E402
 from evaluation.predictors import Predictor, load_predictor  # noqa: E402
 from data.transforms import eval_inputs  # noqa: E402
 from common.files import atomic_write_bytes  # noqa: E402
@@ -41,26 +45,23 @@ def predict_image(predictor: Predictor, image: np.ndarray, resize: str | None = 
     return labels_for_image(labels, content_size(image.shape[:2], predictor.input_size, preprocessing), image.shape[:2])
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """The image with every non-background pixel blended with its class colour."""
-    colours = voc_palette()[labels]
-    blended = (image.astype(np.float32) * (1 - alpha) + colours * alpha).astype(np.uint8)
-    return np.where((labels > 0)[..., None], blended, image)
+def overlay(image: np.ndarray, labels: np.ndarray, label_names: Sequence[str] | None = None, alpha: float = 0.5) -> np.ndarray:
+    """The image with every non-background pixel blended with its class colour, a legend naming each class
+    present below it (`ksac_runtime.palette.overlay`, as `ksac-segment` draws it)."""
+    return overlay_with_legend(image, labels, label_names, alpha=alpha)
 
 
 def encode_png_rgb(image: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return data.tobytes()
+    return encode_png(image)
 
 
-def encode_label_png(labels: np.ndarray) -> bytes:
-    """A palette PNG (VOC colours) whose pixel values are the class indices, as VOC stores masks."""
+def encode_label_png(labels: np.ndarray, label_names: Sequence[str] | None = None) -> bytes:
+    """A palette PNG (the class colours of `label_names`, VOC's for VOC) whose pixel values are the class
+    indices, as VOC stores masks."""
     from PIL import Image
 
     img = Image.fromarray(labels.astype(np.uint8), mode="P")
-    img.putpalette(voc_palette().reshape(-1).tolist())
+    img.putpalette(class_colours(label_names)[:256].reshape(-1).tolist())
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
@@ -94,11 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetError, OSError, ValueError) as err:
         return fail(err)
     labels = predict_image(predictor, image, args.resize)
+    names = predictor.description.label_names
     # Encode both first, then write: an error leaves neither file half-written.
-    overlay_png, labels_png = encode_png_rgb(overlay(image, labels)), encode_label_png(labels)
+    overlay_png, labels_png = encode_png_rgb(overlay(image, labels, names)), encode_label_png(labels, names)
     atomic_write_bytes(args.out, overlay_png)
     atomic_write_bytes(labels_path(args.out), labels_png)
-    names = predictor.description.label_names
     found = [names[i] if i < len(names) else str(i) for i in np.unique(labels)]
     print(f"wrote {args.out} and {labels_path(args.out)}; classes: {', '.join(found)}")
     return 0

@@ -24,6 +24,10 @@ into place only when the ARM64 Python has imported LiteRT under emulation; its `
 last, names the interpreter for `inference.arm`. A failed build writes its reason to
 `DIR/build-error.txt`, which `inference.arm` (and so the ARM64 tests) quotes.
 
+`install_wheel` installs a pure-Python wheel (the runtime's, `make arm-runtime-check`) with the aarch64
+wheels of its requirements into `DIR/runtime/`, for the same ARM64 Python (`pip install --target
+--platform ...`): run with that folder alone on its path, it shows what a board gets from `pip install`.
+
 Exit status: 0 built (or already there); 2 the system cannot build it (qemu, dpkg's architecture, apt's
 lists, the release), found before any download; 1 a download or the check under emulation failed.
 """
@@ -217,6 +221,45 @@ def build(out: Path, log: Callable[[str], None] = print) -> dict:
     partial.rename(out)
     # The paths inside were the partial folder's; the manifest records them relative to the folder.
     return manifest
+
+
+RUNTIME_SITE = "runtime"  # DIR/runtime/: a wheel and its aarch64 requirements (`install_wheel`)
+
+
+def install_wheel(wheel: Path, folder: Path, constraints: Sequence[str] = (), log: Callable[[str], None] = print) -> Path:
+    """Installs `wheel` and the aarch64 wheels of its requirements for the ARM64 Python of the environment in
+    `folder` into `folder/runtime/` (console scripts in its `bin/`); returns that folder. Kept while the same
+    wheel (same bytes) and constraints are installed there.
+
+    Args:
+        wheel: a pure-Python wheel (py3-none-any).
+        folder: a built environment (`build`), whose manifest names the ARM64 Python's version.
+        constraints: pip constraints, e.g. "ai-edge-litert==2.3.0" (the x86 side's version).
+
+    Raises:
+        ArmEnvError: pip failed (its last lines).
+    """
+    import hashlib
+
+    python = ".".join(json.loads((folder / MANIFEST).read_text())["python"].split(".")[:2])
+    target = folder / RUNTIME_SITE
+    stamp = hashlib.sha256(wheel.read_bytes() + "\n".join(constraints).encode()).hexdigest()
+    if (target / ".installed").is_file() and (target / ".installed").read_text() == stamp:
+        return target
+    partial = folder / (RUNTIME_SITE + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    (partial / "constraints.txt").write_text("".join(f"{line}\n" for line in constraints))
+    log(f"installing {wheel.name} and the aarch64 wheels of its requirements for Python {python} into {target} ...")
+    platforms = [arg for platform in WHEEL_PLATFORMS for arg in ("--platform", platform)]
+    _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target", str(partial),
+          "--only-binary=:all:", *platforms, "--python-version", python, "--implementation", "cp",
+          "-c", str(partial / "constraints.txt"), str(wheel)],
+         f"pip install --target (the aarch64 wheels of {wheel.name}'s requirements for Python {python})")  # fmt: skip
+    (partial / ".installed").write_text(stamp)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python quantize/qat.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--config", metavar="FILE", help="a YAML or JSON config (sections qat, data, optimizer, schedule, training); flags override it")
+    p.add_argument("--config", metavar="FILE", help="a YAML or JSON config (sections qat, data, optimizer, schedule, training) or the name of a recipe (e.g. paper/mobilenetv2_ksac); flags override it")
     p.add_argument("--model", help="trained .keras model to fine-tune")
     p.add_argument("--data", help="training data spec as in training/train.py, e.g. synthetic or voc:PATH "
                    "(none: the data the model was trained on, as recorded with it)")
@@ -96,12 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from convert.export import ExportError
     from convert.export_report import format_report
     from quantize.finetune import QATError, resolve_qat_config, run_qat
-    from configs import ConfigError, flag_overrides, read_file
+    from configs import ConfigError, find_config, flag_overrides, read_file
     from data.datasets import DatasetError
     from training.trainer import NonFiniteLoss
 
     try:
-        file_layer = read_file(args.config, QATExperimentConfig) if args.config else {}
+        file_layer = read_file(find_config(args.config), QATExperimentConfig) if args.config else {}
         config, model = resolve_qat_config(file_layer, flag_overrides(args, FLAGS), resume=args.resume, flags=FLAGS)
         report = run_qat(config, model, resume=args.resume, log=lambda message: print(message, flush=True))
     except (ConfigError, QATError, DatasetError, ExportError, NonFiniteLoss, OSError) as error:

@@ -45,6 +45,7 @@ COMMANDS = {
     "prepare_assets": ["android_demo/prepare_assets.py"],
     "make_golden": ["-m", "android_demo.make_golden"],
     "tiny_model": ["android_demo/tiny_model.py"],
+    "segment": ["-m", "ksac_runtime.segment"],  # ksac-segment, the runtime's command (no TensorFlow)
 }
 # The smallest training run (what the rows that get past the config would train).
 TINY_TRAIN = ("--model", "mobilenetv2_ksac", "--width", "0.35", "--head-filters", "16", "--crop-size", "65",
@@ -96,6 +97,15 @@ TABLE = [
         ("{in}/tfl3.tflite", DAMAGED)),  # fmt: skip
     Row("make_golden", "--model truncated .tflite", ("--model", "{in}/truncated.tflite", "--out", "golden"), USER,
         ("{in}/truncated.tflite", DAMAGED)),  # fmt: skip
+    Row("segment", "--model text file", ("--model", "{in}/text.tflite", "{in}/image.png"), USER, ("{in}/text.tflite", NOT_TFLITE)),
+    Row("segment", "--model truncated .tflite", ("--model", "{in}/truncated.tflite", "{in}/image.png"), USER,
+        ("{in}/truncated.tflite", DAMAGED)),  # fmt: skip
+    Row("segment", "a text file as IMAGE", ("--model", "{in}/described.tflite", "{in}/text.keras"), USER,
+        ("{in}/text.keras", "is not an image")),  # fmt: skip
+    Row("segment", "a missing IMAGE", ("--model", "{in}/described.tflite", "nowhere.png"), USER, ("nowhere.png", "not found")),
+    Row("segment", "--out under a file", ("--model", "{in}/described.tflite", "{in}/image.png", "--out", "afile/out"), USER,
+        ("--out", "afile/out", UNDER_A_FILE), {"afile": "x"}),  # fmt: skip
+    Row("segment", "--camera that is not there", ("--model", "{in}/described.tflite", "--camera", "97"), USER, ("no camera 97",)),
     Row("android_bench", "--model TFL3 + garbage", ("--model", "{in}/tfl3.tflite", "--benchmark-binary", "{in}/text.tflite",
                                                     "--results", "rows.json"), USER, ("{in}/tfl3.tflite", DAMAGED)),  # fmt: skip
     # -- a .keras that is not one

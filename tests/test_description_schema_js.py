@@ -4,7 +4,7 @@ Exports the suite's tiny model to an fp32 `.tflite` (the exporter's own descript
 TFLite Metadata entry and the zip appended after the flatbuffer all present), then runs
 `node --test web_demo/tests/description.test.mjs` with KSAC_TFLITE naming that file: the node test
 reads the description out of the flatbuffer, checks its version and validates it against
-inference/model_description.schema.json with Ajv (web_demo's devDependency), besides its own cases
+ksac_runtime/model_description.schema.json with Ajv (web_demo's devDependency), besides its own cases
 (v1 accepted, v3 refused, bad descriptions rejected naming the path).
 
 Skips, saying why, only where `node` is not on PATH or web_demo/node_modules lacks Ajv (`npm ci`).

@@ -252,7 +252,7 @@ SPACE_TO_BATCH_ND: Operation is not supported.
 
 def test_gpu_reads_io_quantization_from_the_flatbuffer(int8_tflite, tmp_path):
     # The GPU path's details have no quantization; it reads it from the file (checked on the CPU here).
-    from inference.runtime import _io_quantization
+    from ksac_runtime.runtime import _io_quantization
 
     cpu = TFLiteModel(int8_tflite)
     path = tmp_path / "int8.tflite"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Lowest first: a package may import itself and those before it, never one after it.
 LAYERS = (
-    "common",  # atomic output files, native stderr: what every room uses (no TensorFlow)
-    "inference",  # running .tflite files: LiteRT, preprocessing, the model description (no TensorFlow)
+    "ksac_runtime",  # what apps and boards install (its own wheel): LiteRT, preprocessing, description, CLI rules
+    "common",  # atomic output files, native stderr, exit codes: the runtime's, at their earlier paths
+    "inference",  # running .tflite files: the runtime's modules at their earlier paths, GPU report, ARM64 (no TensorFlow)
     "zoo",  # the models: backbones, heads, registry, weights import, saving
     "configs",  # typed experiment configs and the engine that resolves them
     "data",  # datasets, synthetic data, palette, evaluation transform and augmentation
@@ -46,17 +48,40 @@ def test_package_imports_only_lower_layers(package):
     assert not wrong, f"{package} may import only {sorted(allowed)}; found {wrong}"
 
 
-def test_the_runtime_and_preprocessing_import_no_tensorflow():
-    # They run where TensorFlow is not installed (the GPU machine, an app's Python side).
-    for module in ("runtime.py", "preprocess.py"):
-        path = ROOT / "inference" / module
-        if path.is_file():
-            assert not {"tensorflow", "tf_keras"} & {
-                name.split(".")[0]
-                for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                             [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
-            }, module  # fmt: skip
+def _top_level_imports(path: Path) -> set[str]:
+    """Every top-level module name `path` imports, at module level or inside functions (absolute imports)."""
+    return {
+        name.split(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+    }  # fmt: skip
+
+
+# What the runtime's wheel requires (ksac-runtime/pyproject.toml), by the names they are imported as.
+RUNTIME_REQUIREMENTS = {"numpy": "numpy", "ai-edge-litert": "ai_edge_litert", "flatbuffers": "flatbuffers",
+                        "opencv-python-headless": "cv2"}  # fmt: skip
+
+
+def test_the_runtime_imports_only_its_requirements():
+    # ksac_runtime is installed alone on boards and in apps (docs/runtime.md): the standard library and the
+    # wheel's four requirements, never TensorFlow nor a room of the toolkit.
+    import sys
+    import tomllib
+
+    requirements = tomllib.loads((ROOT / "ksac-runtime" / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0] for r in requirements}
+    assert names == set(RUNTIME_REQUIREMENTS), names
+    allowed = set(sys.stdlib_module_names) | set(RUNTIME_REQUIREMENTS.values()) | {"ksac_runtime"}
+    wrong = {str(path.relative_to(ROOT)): sorted(_top_level_imports(path) - allowed)
+             for path in sorted((ROOT / "ksac_runtime").rglob("*.py")) if _top_level_imports(path) - allowed}  # fmt: skip
+    assert not wrong, f"ksac_runtime may import the standard library and {sorted(RUNTIME_REQUIREMENTS.values())}; found {wrong}"
+
+
+def test_inference_imports_no_tensorflow():
+    # It runs where TensorFlow is not installed (the GPU child process, the ARM64 worker).
+    for path in sorted((ROOT / "inference").glob("*.py")):
+        assert not {"tensorflow", "tf_keras"} & _top_level_imports(path), path.name
 
 
 def test_no_module_shadows_the_standard_library():

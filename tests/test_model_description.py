@@ -1,5 +1,5 @@
 """The one typed model description (`inference.description.ModelDescription`) against its contract,
-inference/model_description.schema.json: round trips, version 1 files, newer versions refused, bad
+ksac_runtime/model_description.schema.json: round trips, version 1 files, newer versions refused, bad
 fields named, the dataclass and the schema naming the same fields, real exports and `.keras` files of
 the previous version.
 
@@ -104,7 +104,7 @@ def test_a_newer_version_is_refused_naming_it(version: int) -> None:
         ModelDescription.from_dict(dict(v2_dict(), version=version, new_field="x"))
     assert str(error.value) == (
         f"model description version {version} is newer than this code reads (up to {DESCRIPTION_VERSION}); "
-        "update ksac-edge-zoo"
+        "update ksac-runtime (or ksac-edge-zoo, which holds it)"
     )
 
 

@@ -1,4 +1,4 @@
-"""`common.native_log.native_stderr` passes lines on as they are written: progress shows while the block runs
+"""`ksac_runtime.native_log.native_stderr` (also `common.native_log`) passes lines on as they are written: progress shows while the block runs
 (an int8 export's calibration), and the last lines of a process that dies inside the block are not lost."""
 
 from __future__ import annotations
@@ -54,6 +54,30 @@ def test_a_process_that_dies_inside_the_block_leaves_its_last_lines(death, retur
                             text=True, timeout=60, preexec_fn=no_core_file)  # fmt: skip
     assert result.returncode == returncode
     assert result.stderr.splitlines() == ["the reason it died"]
+
+
+@pytest.mark.parametrize("why", ["live=False", "no Python can be started"])
+def test_without_a_reader_process_the_kept_lines_come_out_at_the_end(capfd, monkeypatch, why):
+    """Short blocks (a model's load in the runtime) and Pythons that cannot start another (an emulated ARM64
+    one under qemu-user: ENOEXEC; a frozen application) capture into a file instead of a reader process."""
+    import ksac_runtime.native_log as native_log
+
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(args)
+        if why == "no Python can be started":
+            raise OSError(8, "Exec format error")
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(native_log.subprocess, "Popen", popen)
+    with native_stderr(drop=HARMLESS, live=why != "live=False") as captured:
+        os.write(2, b"harmless chatter\nkept line\n")
+        assert capfd.readouterr().err == ""  # nothing passed on inside the block
+    assert capfd.readouterr().err == "kept line\n"
+    assert captured.text == "harmless chatter\nkept line\n"
+    assert len(started) == (0 if why == "live=False" else 1)
 
 
 @pytest.mark.slow

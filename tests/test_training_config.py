@@ -244,8 +244,8 @@ def test_build_model_from_config_is_model_config_build():
 
 # -- shared constants are written once, where their package owns them, and imported everywhere else
 SHARED_CONSTANTS = {
-    (8, 16, 32): "inference/description.py",  # OUTPUT_STRIDES (also zoo.registry.OUTPUT_STRIDES)
-    ("fp32", "fp16", "int8"): "inference/description.py",  # PRECISIONS
+    (8, 16, 32): "ksac_runtime/description.py",  # OUTPUT_STRIDES (also zoo.registry.OUTPUT_STRIDES)
+    ("fp32", "fp16", "int8"): "ksac_runtime/description.py",  # PRECISIONS
     513: "zoo/registry.py",  # DEFAULT_INPUT_SIZE
 }
 

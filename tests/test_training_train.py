@@ -107,7 +107,8 @@ def test_evaluate_and_predict(straight_run, tmp_path, capsys):
     from PIL import Image
 
     labels = np.asarray(Image.open(str(tmp_path / "pred" / "overlay_labels.png")))
-    assert overlay.shape == (100, 80, 3) and labels.shape == (100, 80) and labels.max() < 21
+    assert labels.shape == (100, 80) and labels.max() < 21
+    assert overlay.shape[0] > 100 and overlay.shape[1] >= 80  # the image, the legend below it
     assert predict_cli.main(["--model", model, "--image", path, "--out", out, "--resize", "stretch"]) == 0
     assert np.asarray(Image.open(str(tmp_path / "pred" / "overlay_labels.png"))).shape == (100, 80)
 

@@ -1,6 +1,6 @@
 // The web demo: the project's exported .tflite in MediaPipe Tasks' ImageSegmenter (WASM, CPU).
 //
-// Preprocessing contract (inference/preprocess.py): our tools LETTERBOX an image (scaled to fit, aspect
+// Preprocessing contract (ksac_runtime/preprocess.py): our tools LETTERBOX an image (scaled to fit, aspect
 // kept, at the TOP-LEFT, bottom/right padding with the mean colour). MediaPipe STRETCHES its input to the
 // model's size, so the page draws the image at the top-left of a SQUARE canvas of side max(w, h) filled
 // with rgb(128,128,128) (the mean 127.5, rounded), segments that square and crops the category mask's

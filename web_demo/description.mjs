@@ -1,8 +1,8 @@
 // The model description (ModelDescription) of an exported .tflite, read and checked in JavaScript.
 //
 // The exporter (convert/metadata.py) stores the description as UTF-8 JSON in the flatbuffer's metadata
-// entry named 'ksac_zoo_description'; its format is inference/model_description.schema.json, the one
-// schema that the Python (inference/description.py), Java (android_demo/core ModelDescription.java) and
+// entry named 'ksac_zoo_description'; its format is ksac_runtime/model_description.schema.json, the one
+// schema that the Python (ksac_runtime/description.py), Java (android_demo/core ModelDescription.java) and
 // JavaScript readers share. Version 2 carries "version": 2; files written before versions existed carry
 // none and read as version 1 (the same fields). A newer version is refused, naming it.
 //
@@ -18,7 +18,7 @@
 export const METADATA_NAME = 'ksac_zoo_description';
 /** The newest description version this code reads (and the one the exporter writes). */
 export const DESCRIPTION_VERSION = 2;
-/** What a missing "preprocessing" means (inference/preprocess.py INFERENCE_PREPROCESSING, the one contract). */
+/** What a missing "preprocessing" means (ksac_runtime/preprocess.py INFERENCE_PREPROCESSING, the one contract). */
 export const INFERENCE_PREPROCESSING = Object.freeze({
   resize: 'letterbox',
   interpolation: 'bilinear_half_pixel',
@@ -270,7 +270,7 @@ function message(e) {
 }
 
 /**
- * Throws unless `description` matches `schema` (the parsed inference/model_description.schema.json).
+ * Throws unless `description` matches `schema` (the parsed ksac_runtime/model_description.schema.json).
  * Version 1 descriptions do not (the schema asks for "version": 2): pass upgradeDescription(d).
  *
  * @param {object} description a parsed description

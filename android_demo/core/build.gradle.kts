@@ -15,5 +15,5 @@ dependencies {
 
 // DescriptionSchemaTest checks descriptions against the schema shared with Python and JavaScript.
 tasks.test {
-    systemProperty("schema.path", rootDir.resolve("../inference/model_description.schema.json").canonicalPath)
+    systemProperty("schema.path", rootDir.resolve("../ksac_runtime/model_description.schema.json").canonicalPath)
 }

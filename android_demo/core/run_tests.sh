@@ -9,7 +9,7 @@
 #   BUILD_DIR     where classes go (default: android_demo/core/build/javac)
 #   GOLDEN_DIR    golden folder for GoldenTest (default: src/test/resources/golden on the classpath)
 #   SCHEMA_PATH   the model description schema for DescriptionSchemaTest
-#                 (default: inference/model_description.schema.json of this repository)
+#                 (default: ksac_runtime/model_description.schema.json of this repository)
 # Exit status: 0 all passed, 1 a test failed, 2 compile error, 3 javac/java/JUnit missing.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,7 +40,7 @@ else
     mapfile -t classes < <(cd "$here/src/test/java" && find . -name '*Test.java' | sed 's|^\./||; s|\.java$||; s|/|.|g' | sort)
 fi
 # The one schema that Python, Java and JavaScript check descriptions against, two levels above this folder.
-schema="${SCHEMA_PATH:-$(cd "$here/../.." && pwd)/inference/model_description.schema.json}"
+schema="${SCHEMA_PATH:-$(cd "$here/../.." && pwd)/ksac_runtime/model_description.schema.json}"
 props=("-Dschema.path=$schema")
 [ -n "${GOLDEN_DIR:-}" ] && props+=("-Dgolden.dir=$GOLDEN_DIR")
 java "${props[@]}" -cp "$build/main:$build/test:$here/src/test/resources:$cp" org.junit.runner.JUnitCore "${classes[@]}" || exit 1

@@ -1,5 +1,5 @@
 // web_demo/description.mjs: the model description read out of .tflite files and checked against the
-// shared schema inference/model_description.schema.json.
+// shared schema ksac_runtime/model_description.schema.json.
 //
 //   node --test web_demo/tests/description.test.mjs        (from the repository root; needs `npm ci` in web_demo)
 //
@@ -17,7 +17,7 @@ import {
 } from '../description.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SCHEMA = JSON.parse(readFileSync(path.join(ROOT, 'inference', 'model_description.schema.json'), 'utf8'));
+const SCHEMA = JSON.parse(readFileSync(path.join(ROOT, 'ksac_runtime', 'model_description.schema.json'), 'utf8'));
 const GOLDEN = path.join(ROOT, 'android_demo', 'core', 'src', 'test', 'resources', 'golden', 'golden.json');
 
 /** A version-2 description as the exporter writes it into a .tflite file. */

@@ -11,7 +11,7 @@ import java.util.TreeSet;
 import java.util.regex.Pattern;
 
 /**
- * Checks a parsed model description against {@code inference/model_description.schema.json}, the one
+ * Checks a parsed model description against {@code ksac_runtime/model_description.schema.json}, the one
  * schema that the Python, Java and JavaScript readers share.
  *
  * <p>Hand-written on purpose: the core is plain Java 8 for Android, built without Gradle or Maven here, so

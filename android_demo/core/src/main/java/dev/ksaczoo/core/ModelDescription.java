@@ -8,7 +8,7 @@ import java.util.Map;
 /**
  * The model description ({@code ModelDescription}) that the exporter embeds in a {@code .tflite} file
  * (metadata entry {@code ksac_zoo_description}) and that {@code android_demo/prepare_assets.py} writes
- * beside it as {@code model.json}. Its format is {@code inference/model_description.schema.json};
+ * beside it as {@code model.json}. Its format is {@code ksac_runtime/model_description.schema.json};
  * {@link DescriptionSchema} checks a description against that file.
  *
  * <p>Versions: files written before versions existed carry no {@code version} field and read as

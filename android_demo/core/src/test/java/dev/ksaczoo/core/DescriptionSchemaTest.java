@@ -17,7 +17,7 @@ import org.junit.BeforeClass;
 import org.junit.Test;
 
 /**
- * The shared schema {@code inference/model_description.schema.json} against descriptions, through
+ * The shared schema {@code ksac_runtime/model_description.schema.json} against descriptions, through
  * {@link DescriptionSchema}.
  *
  * <p>The schema file is the system property {@code schema.path} (run_tests.sh and Gradle pass it), else
@@ -55,15 +55,15 @@ public class DescriptionSchemaTest {
             }
             return file;
         }
-        for (String candidate : new String[] {"inference/model_description.schema.json",
-                "../../inference/model_description.schema.json"}) {
+        for (String candidate : new String[] {"ksac_runtime/model_description.schema.json",
+                "../../ksac_runtime/model_description.schema.json"}) {
             File file = new File(candidate);
             if (file.isFile()) {
                 return file;
             }
         }
         throw new IllegalStateException("model_description.schema.json not found: pass"
-                + " -Dschema.path=<repo>/inference/model_description.schema.json (run_tests.sh does)");
+                + " -Dschema.path=<repo>/ksac_runtime/model_description.schema.json (run_tests.sh does)");
     }
 
     private static Map<String, Object> v2() {
@@ -89,7 +89,7 @@ public class DescriptionSchemaTest {
     /**
      * The description of the committed golden model (written before versions existed: version 1), upgraded
      * to version 2: "version": 2 added, and "preprocessing" (which that export predates) set to what every
-     * reader takes its absence for, the one contract of inference/preprocess.py.
+     * reader takes its absence for, the one contract of ksac_runtime/preprocess.py.
      */
     @Test
     public void acceptsTheGoldenDescriptionUpgradedFromVersion1() throws IOException {
