@@ -39,6 +39,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+import zoo  # noqa: F401  first: imports TensorFlow without its C++ start-up lines (zoo/quiet_startup.py)
 from common.cli import USER_ERROR, UserError, add_json_flag, check_json_path, fail, stdout_kept_for_json, write_json
 
 REPO = Path(__file__).resolve().parents[1]

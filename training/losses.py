@@ -59,10 +59,13 @@ def _own_weight_roles(layer: keras.layers.Layer) -> dict[Any, str]:
     kind = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
     for kinds, roles in _ROLES_BY_KIND:
         if isinstance(kind, kinds):
-            return {v.ref(): roles[leaf] for v in own if (leaf := v.name.split("/")[-1].split(":")[0]) in roles}
+            leaves = {v.ref(): v.name.split("/")[-1].split(":")[0] for v in own}
+            return {ref: roles[leaf] for ref, leaf in leaves.items() if leaf in roles}
     return {}
 
 
+# Plain Python over the model's variables, called inside the traced training step: not for AutoGraph.
+@tf.autograph.experimental.do_not_convert
 def weight_roles(model: keras.Model) -> list[tuple[tf.Variable, str]]:
     """Every trainable variable of `model` with its role: kernel, pointwise, depthwise, bias or batchnorm.
 
