@@ -11,7 +11,7 @@ Shared fixtures (test modules never import one another; what several need is her
 `make_tiny_model`, `make_tiny_export_model`, `make_image_sensitive_model` (factories of fresh tiny models), `tiny_ksac` (one
 read-only tiny model for the session), `save_tiny_model` (a tiny model saved as .keras),
 `one_conv_tflite` (a one-convolution .tflite), `make_description` (a complete model description), `gpu_adapter`, `assert_runs_on_gpu` (LiteRT's GPU accelerator),
-`assert_int8_parity` (an int8 export against Keras), `wrong_kernel_parity` (the same with one shared kernel made wrong)
+`assert_int8_parity` (an int8 export against Keras), `train_then_evaluate` (a tiny run on a `--data` spec), `wrong_kernel_parity` (the same with one shared kernel made wrong)
 and `run_core_tests` (the Android demo's Java core tests).
 """
 
@@ -266,6 +266,27 @@ def wrong_kernel_parity() -> Callable[..., dict[str, Any]]:
         return figures
 
     return compute
+
+
+@pytest.fixture(scope="session")
+def train_then_evaluate() -> Callable[..., dict[str, Any]]:
+    """`train_then_evaluate(spec, folder)`: one training step of a tiny mobilenetv2_ksac on `--data spec` into
+    `folder/run`, then evaluate.py of its model.keras on the same data; returns evaluate's JSON report."""
+
+    def run(spec: str, folder: Path) -> dict[str, Any]:
+        import json
+
+        from evaluation import evaluate as evaluate_cli
+        from training import train as train_cli
+
+        tiny = ["--model", "mobilenetv2_ksac", "--width", "0.35", "--head-filters", "16", "--crop-size", "65",
+                "--batch-size", "2", "--steps", "1"]  # fmt: skip
+        out, report = folder / "run", folder / "eval.json"
+        assert train_cli.main([*tiny, "--data", spec, "--out", str(out)]) == 0
+        assert evaluate_cli.main(["--model", str(out / "model.keras"), "--data", spec, "--json", str(report)]) == 0
+        return json.loads(report.read_text())
+
+    return run
 
 
 # ---------------------------------------------------------------- the Android demo's Java core

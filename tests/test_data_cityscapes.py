@@ -3,7 +3,6 @@ labels used as they are, a tiny training run and evaluation, and the errors that
 
 from __future__ import annotations
 
-import json
 import os
 
 import cv2
@@ -153,14 +152,8 @@ def test_training_exits_2_naming_the_file_and_writes_nothing(cityscapes, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.trains
-def test_train_one_step_then_evaluate_on_cityscapes(cityscapes, tmp_path):
-    from evaluation import evaluate as evaluate_cli
-    from training import train as train_cli
-
+def test_train_one_step_then_evaluate_on_cityscapes(cityscapes, train_then_evaluate, tmp_path):
     root, _ = cityscapes
-    spec, out = f"cityscapes:{root}", tmp_path / "run"
-    assert train_cli.main([*TINY_TRAIN, "--data", spec, "--out", str(out)]) == 0
-    report = tmp_path / "eval.json"
-    assert evaluate_cli.main(["--model", str(out / "model.keras"), "--data", spec, "--json", str(report)]) == 0
-    result = json.loads(report.read_text())
+    spec = f"cityscapes:{root}"
+    result = train_then_evaluate(spec, tmp_path)
     assert result["images"] == 1 and list(result["per_class"]) == NAMES and result["data"] == spec

@@ -4,7 +4,6 @@ tf.data stream, a tiny training run and evaluation, and the damaged shards that 
 
 from __future__ import annotations
 
-import json
 import os
 
 import cv2
@@ -248,14 +247,8 @@ def test_calibration_images_come_from_the_shards(shards):
 
 @pytest.mark.slow
 @pytest.mark.trains
-def test_train_one_step_then_evaluate_on_tfrecord_shards(shards, tmp_path):
-    from evaluation import evaluate as evaluate_cli
-    from training import train as train_cli
-
+def test_train_one_step_then_evaluate_on_tfrecord_shards(shards, train_then_evaluate, tmp_path):
     folder, _ = shards
-    spec, out = f"tfrecord:{folder}", tmp_path / "run"
-    assert train_cli.main([*TINY_TRAIN, "--data", spec, "--out", str(out)]) == 0
-    report = tmp_path / "eval.json"
-    assert evaluate_cli.main(["--model", str(out / "model.keras"), "--data", spec, "--json", str(report)]) == 0
-    result = json.loads(report.read_text())
+    spec = f"tfrecord:{folder}"
+    result = train_then_evaluate(spec, tmp_path)
     assert result["images"] == 1 and list(result["per_class"]) == NAMES and result["data"] == spec
