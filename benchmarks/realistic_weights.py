@@ -90,7 +90,7 @@ def _all_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
 def benchmark_model(
     name: str,
     input_size: int,
-    output_stride: int = 16,
+    output_stride: int | None = None,
     *,
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
@@ -100,7 +100,7 @@ def benchmark_model(
     Args:
         name: a model name of `zoo.list_models()`.
         input_size: side of the square input.
-        output_stride: 8, 16 or 32.
+        output_stride: 8, 16 or 32; None: the model's own.
         seed: seed of the weights and of the BatchNorm statistics.
         overrides: extra keyword arguments for `zoo.build_model` (e.g. `width`, used by tests).
     """

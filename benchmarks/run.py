@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-stride",
         type=_csv("output stride", int),
         default=None,
-        help="output stride, or a comma-separated list such as 8,16 to compare them (default: 16)",
+        help="output stride, or a comma-separated list such as 8,16 to compare them (default: each model's own: 16, MobileNetV3 32)",
     )
     parser.add_argument(
         "--widths",
@@ -236,7 +236,7 @@ def convert_all(args: BenchmarkConfig, model_overrides: dict[str, Any] | None, t
 
     from benchmarks.exporters import export
     from benchmarks.realistic_weights import benchmark_model
-    from zoo import count_macs, describe
+    from zoo import count_macs, default_output_stride, describe
     from common.files import atomic_write_bytes
 
     entries = []
@@ -247,7 +247,7 @@ def convert_all(args: BenchmarkConfig, model_overrides: dict[str, Any] | None, t
         _log(f"--trained: benchmarking {description.name} at {args.input_size} px, OS{plan[0][1]} from "
              f"{args.trained} (--models, --input-size and --output-stride are taken from the model)")
     else:
-        plan = [(m, s, w) for m in args.models for s in args.output_stride for w in args.widths]
+        plan = [(m, s, w) for m in args.models for s in (args.output_stride or [default_output_stride(m)]) for w in args.widths]
     total = len(plan) * len(args.precisions) * len(args.exporters)
     done = 0
     for registered, stride, width in plan:

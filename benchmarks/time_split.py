@@ -24,8 +24,9 @@ import zoo  # noqa: F401  first: imports TensorFlow without its C++ start-up lin
 
 
 def cut_at(tflite: bytes, part: str) -> bytes:
-    """`tflite` cut after one part: "backbone" (its output is the input of the image-pooling MEAN: the
-    backbone's features) or "head" (the input of the last RESIZE_BILINEAR: the logits at the output
+    """`tflite` cut after one part: "backbone" (its output is the input of the head's image pooling, the
+    last MEAN or AVERAGE_POOL_2D of the file (MobileNetV3's squeeze-and-excitation MEANs come before it):
+    the backbone's features) or "head" (the input of the last RESIZE_BILINEAR: the logits at the output
     stride, before the upsampling to the input size and, in int8 files, the output DEQUANTIZE). The cut
     file keeps the ops that tensor depends on, with their weights and quantization, and makes it the
     only output. ValueError if the file has no such op (not a zoo segmentation model)."""
@@ -35,11 +36,11 @@ def cut_at(tflite: bytes, part: str) -> bytes:
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
     graph = model.subgraphs[0]
-    kind = {"backbone": "MEAN", "head": "RESIZE_BILINEAR"}[part]
-    ops = [op for op in graph.operators if op_name(model, op) == kind]
+    kinds = {"backbone": ("MEAN", "AVERAGE_POOL_2D"), "head": ("RESIZE_BILINEAR",)}[part]
+    ops = [op for op in graph.operators if op_name(model, op) in kinds]
     if not ops:
-        raise ValueError(f"the file has no {kind} op: not a zoo segmentation model")
-    output = int((ops[0] if part == "backbone" else ops[-1]).inputs[0])
+        raise ValueError(f"the file has no {' or '.join(kinds)} op: not a zoo segmentation model")
+    output = int(ops[-1].inputs[0])
     producers = {int(out): op for op in graph.operators for out in op.outputs}
     needed, stack = set(), [output]
     while stack:
@@ -64,7 +65,7 @@ def measure(models: Sequence[str], precisions: Sequence[str], threads: Sequence[
 
     files: dict[tuple[str, str, str], bytes] = {}
     for name in models:
-        model = benchmark_model(name, input_size, 16)
+        model = benchmark_model(name, input_size)  # at the model's own output stride
         for precision in precisions:
             print(f"exporting {name} {precision} at {input_size} ...", flush=True)
             tflite = export(model, precision, calibration_steps=calibration_steps, check_parity=False).tflite

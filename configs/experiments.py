@@ -43,11 +43,11 @@ class ModelConfig:
     """The network: `zoo.build_model` arguments (names come from the registry, `zoo.list_models()`)."""
 
     name: str | None = None  # e.g. "mobilenetv2_ksac"; --backbone/--head choose it too
-    output_stride: int = 16
+    output_stride: int | None = None  # None: the model's own (16; MobileNetV3's 32, as DeepLab's releases)
     rates: list[int] | None = None  # None: DeepLab's (6, 12, 18) at OS 16, doubled at OS 8 (see `resolve`)
     decoder: bool | None = None  # None: the registry's default for the model (Xception65: yes)
     width: float = 1.0
-    head_filters: int = 256
+    head_filters: int | None = None  # None: the model's own (256 as in the paper; MobileNetV3's 128)
     dropout: float = 0.1
     input_size: int | None = None  # side recorded in the saved model; None: the crop size
     bn_momentum: float | None = None  # None: the model's own (0.999 MobileNetV2, 0.9997 elsewhere)
@@ -59,6 +59,12 @@ class ModelConfig:
             raise ConfigError("no model: give --backbone and --head, --model, or a --config with model.name (or --resume)")
         if self.name not in list_models():
             raise ConfigError(f"unknown model {self.name!r}; valid models: {', '.join(list_models())}")
+        # The model's own stride and head width where none is given: a run's config.yaml states them.
+        spec = model_spec(self.name)
+        if self.output_stride is None:
+            self.output_stride = spec.output_stride
+        if self.head_filters is None:
+            self.head_filters = spec.head_filters
 
     def fill_built_values(self, crop_size: int) -> None:
         """Replaces each None that means "the default" (input size, rates, decoder) by the value built,
@@ -199,7 +205,7 @@ class BenchmarkConfig:
     exporters: list[str] = field(default_factory=lambda: list(EXPORTERS))  # ksac-aware, naive
     threads: list[int] = field(default_factory=lambda: [1, 2])
     input_size: int = DEFAULT_INPUT_SIZE
-    output_stride: list[int] = field(default_factory=lambda: [16])
+    output_stride: list[int] = field(default_factory=list)  # empty: each model's own (16; MobileNetV3's 32)
     widths: list[float] = field(default_factory=lambda: [1.0])  # backbone width multipliers (depth multiplier)
     device: str = "cpu"  # cpu | gpu
     trained: str | None = None  # a run folder: benchmark its model.keras (and its mIoU)

@@ -6,10 +6,13 @@ Concatenate, pooling, Dropout) get tfmot's default 8-bit configs (and its
 Conv/BN/ReLU transforms, which place no quantizer between a conv and its
 BatchNorm, as the converter folds them); the KSAC pyramid becomes
 `QuantizableSharedAtrousConv2D` (separable: `QuantizableSharedSeparableAtrousConv2D`) with `SharedKernelQuantizeConfig`; `ResizeToMatch`
-and `DescriptionLayer` get `NoOpQuantizeConfig`. Then `quantize_apply` inserts
+and `DescriptionLayer` get `NoOpQuantizeConfig`; MobileNetV3's `HardSwish`, `HardSigmoid` and
+`keras.layers.Multiply` (squeeze-and-excitation, LR-ASPP gate; tfmot's registry has no Multiply) and the
+LR-ASPP's `CropWindowPooling2D`
+get `OutputQuantizeConfig`. Then `quantize_apply` inserts
 the fake-quantization, inside `quantize_scope` so the custom classes clone, with
-tfmot's default scheme minus its Concatenate transform, which reorders inputs
-(`OrderKeepingLayoutTransform`); `check_input_order` verifies the result.
+tfmot's default scheme minus its Concatenate transform, which reorders inputs, and with two
+conv rules of the int8 file added (`OrderKeepingLayoutTransform`); `check_input_order` verifies the result.
 
 `copy_trained_weights(qat_model, model)` writes the float (latent) weights of the
 fine-tuned QAT model back into a plain zoo model of the same architecture, so
@@ -23,6 +26,9 @@ from typing import Any, Iterator
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import default_8bit_transforms
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_registry import (
+    Default8BitConvQuantizeConfig,
+)
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_layout_transform import (
     Default8BitQuantizeLayoutTransform,
 )
@@ -30,18 +36,28 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.d
     Default8BitQuantizeScheme,
 )
 from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import model_transformer
+from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations.transforms import LayerPattern
 from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import QuantizeLayer
 
 from quantize.quantize_configs import (
     DepthwiseChannelQuantizer,
     NamedMovingAverageQuantizer,
     NoOpQuantizeConfig,
+    OutputQuantizeConfig,
     QuantizableSharedAtrousConv2D,
     QuantizableSharedSeparableAtrousConv2D,
     SharedKernelQuantizeConfig,
 )
 from zoo.atrous import plain_layer
-from zoo.layers import DescriptionLayer, ResizeToMatch, SharedAtrousConv2D, SharedSeparableAtrousConv2D
+from zoo.layers import (
+    CropWindowPooling2D,
+    DescriptionLayer,
+    HardSigmoid,
+    HardSwish,
+    ResizeToMatch,
+    SharedAtrousConv2D,
+    SharedSeparableAtrousConv2D,
+)
 
 quantize_annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
 QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapper
@@ -55,11 +71,57 @@ CUSTOM_OBJECTS: dict[str, Any] = {
     "SharedKernelQuantizeConfig": SharedKernelQuantizeConfig,
     "NamedMovingAverageQuantizer": NamedMovingAverageQuantizer,
     "NoOpQuantizeConfig": NoOpQuantizeConfig,
+    "OutputQuantizeConfig": OutputQuantizeConfig,
     "ResizeToMatch": ResizeToMatch,
+    "HardSwish": HardSwish,
+    "HardSigmoid": HardSigmoid,
+    "CropWindowPooling2D": CropWindowPooling2D,
     # Saved configs name the layer by its registered name (ModelDescription) or its class name.
     "ModelDescription": DescriptionLayer,
     "DescriptionLayer": DescriptionLayer,
 }
+
+
+def _kernel_only_config(conv_class_name: str) -> Default8BitConvQuantizeConfig:
+    """tfmot's Conv2D / DepthwiseConv2D config without its output quantizer: the kernel per channel on the
+    int8 grid, the output left to the activation fused after it."""
+    kernel = "depthwise_kernel" if conv_class_name == "DepthwiseConv2D" else "kernel"
+    return Default8BitConvQuantizeConfig([kernel], [], False)
+
+
+class LayerReLUKernelQuantize(default_8bit_transforms.LayerReLUQuantize):
+    """tfmot's `LayerReLUQuantize` (no quantizer between a layer and the ReLU after it), keeping the kernel
+    quantizer of a conv without BatchNorm.
+
+    tfmot gives the layer before a ReLU `NoOpQuantizeConfig`, which for a biased conv (MobileNetV3's
+    squeeze-and-excitation `..._Conv`) also leaves its kernel in float, while the int8 file runs it as an
+    int8 CONV_2D with per-channel weights and fused ReLU. The conv keeps tfmot's per-channel kernel
+    quantizer here, without an output quantizer; an Add before a ReLU still gets NoOp. (The zoo's older
+    models have no conv feeding a ReLU without BatchNorm: their QAT graph is unchanged.)
+    """
+
+    def replacement(self, match_layer: Any) -> Any:
+        producer = match_layer.input_layers[0]
+        if producer.layer["class_name"] in ("Conv2D", "DepthwiseConv2D"):
+            producer.metadata["quantize_config"] = _kernel_only_config(producer.layer["class_name"])
+            return match_layer
+        return super().replacement(match_layer)
+
+    def custom_objects(self) -> dict[str, Any]:
+        return dict(super().custom_objects(), Default8BitConvQuantizeConfig=Default8BitConvQuantizeConfig)
+
+
+class ConvHardSigmoidQuantize(LayerReLUKernelQuantize):
+    """No quantizer between a conv and the `HardSigmoid` after it (MobileNetV3's gates).
+
+    The int8 file folds the hard sigmoid's + 3 into the conv's bias and its ReLU6 into the conv (one
+    CONV_2D), then multiplies by the constant: the conv's own output is no tensor of the file. So the conv
+    keeps only its kernel quantizer and the `HardSigmoid` quantizes its output (`OutputQuantizeConfig`).
+    """
+
+    def pattern(self) -> LayerPattern:
+        # tfmot matches the legacy config, which names a registered class "<package>>HardSigmoid".
+        return LayerPattern("(?:.*>)?HardSigmoid", inputs=[LayerPattern("Conv2D", config={"activation": "linear"})])
 
 
 class OrderKeepingLayoutTransform(Default8BitQuantizeLayoutTransform):
@@ -73,7 +135,8 @@ class OrderKeepingLayoutTransform(Default8BitQuantizeLayoutTransform):
     input keeps its own output quantizer and the Concatenate quantizes its output;
     the int8 converter gives a concatenation's inputs the output's scale, so the
     only difference to the file is one extra, finer rounding per input.
-    Same list and order as `Default8BitQuantizeLayoutTransform.apply` otherwise.
+    Same list and order as `Default8BitQuantizeLayoutTransform.apply` otherwise, except that
+    `LayerReLUQuantize` is `LayerReLUKernelQuantize` and `ConvHardSigmoidQuantize` is added (MobileNetV3).
     """
 
     def apply(self, model: keras.Model, layer_quantize_map: dict[str, Any]) -> tuple[keras.Model, dict[str, Any]]:
@@ -90,8 +153,9 @@ class OrderKeepingLayoutTransform(Default8BitQuantizeLayoutTransform):
             default_8bit_transforms.DenseBatchNormQuantize(),
             default_8bit_transforms.DenseBatchNormReLUQuantize(),
             default_8bit_transforms.DenseBatchNormActivationQuantize(),
-            default_8bit_transforms.LayerReLUQuantize(),
+            LayerReLUKernelQuantize(),
             default_8bit_transforms.LayerReluActivationQuantize(),
+            ConvHardSigmoidQuantize(),
         ]
         return model_transformer.ModelTransformer(
             model, transforms, set(layer_quantize_map.keys()), layer_quantize_map
@@ -123,6 +187,8 @@ def _annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
         return quantize_annotate_layer(QuantizableSharedSeparableAtrousConv2D.from_layer(layer), SharedKernelQuantizeConfig())
     if isinstance(layer, (ResizeToMatch, DescriptionLayer)):
         return quantize_annotate_layer(layer.__class__.from_config(layer.get_config()), NoOpQuantizeConfig())
+    if isinstance(layer, (HardSwish, HardSigmoid, CropWindowPooling2D, keras.layers.Multiply)):
+        return quantize_annotate_layer(layer.__class__.from_config(layer.get_config()), OutputQuantizeConfig())
     plain = plain_layer(layer)  # zoo.atrous' training forms: tfmot's patterns know Keras' own layers
     if plain is not None:
         return quantize_annotate_layer(plain)
@@ -215,13 +281,17 @@ def layer_variables(layer: keras.layers.Layer) -> dict[str, Any]:
     longer lists the variable itself); its quantizer ranges are left out.
     """
     inner = _inner(layer)
-    own = layer.name + "/" if layer is not inner else None
     prefix = inner.name + "/"
+    if layer is inner:
+        variables = layer.weights
+    else:
+        # The wrapped layer's own, plus the weights tfmot swapped out of it; the wrapper's quantizer ranges and
+        # step counter are left out by identity (a wrapper rebuilt from its config names them "<layer>/...").
+        held = {id(v) for v in inner.weights} | {id(weight) for weight, _, _ in getattr(layer, "_weight_vars", [])}
+        variables = [v for v in layer.weights if id(v) in held]
     found = {}
-    for variable in layer.weights:
+    for variable in variables:
         name = variable.name
-        if own is not None and name.startswith(own):
-            continue  # the wrapper's quantizer ranges and step counter
         # A layer built in this process names its variables "<layer>/kernel:0"; a reloaded one "kernel:0".
         found[name[len(prefix):] if name.startswith(prefix) else name] = variable
     return found

@@ -104,7 +104,17 @@ def qat_activation_ranges(qat_model: keras.Model) -> dict[str, tuple[float, floa
     `quant_<layer>/<part>_post_activation_min` becomes "<layer>/<part>" (e.g.
     "head_ksac/rate6_relu", "head_ksac/partial_sum2"). Weight ranges are left out:
     the exporter quantizes weights itself (the shared kernel on the same grid).
+
+    The output ranges of MobileNetV3's `HardSigmoid` and `HardSwish` are left out too: the file runs each
+    as several ops (a conv or ADD with fused RELU6, range [0, 6], then MULs; `convert.graph.Int8HardSwish`),
+    and the converter names all their tensors after the layer, so its key would set the output's QAT range
+    on the RELU6 output as well (a gate's [0, 1] would clip every gate at 1/6). Those tensors keep their
+    calibrated ranges.
     """
+    from quantize.annotate import _inner
+    from zoo.layers import HardSigmoid, HardSwish
+
+    hard_sigmoid_wrappers = {layer.name for layer in qat_model.layers if isinstance(_inner(layer), (HardSigmoid, HardSwish))}
     bounds: dict[str, dict[str, float]] = {}
     for variable in range_variables(qat_model):
         wrapper, _, name = variable.name.split(":")[0].rpartition("/")
@@ -117,5 +127,7 @@ def qat_activation_ranges(qat_model: keras.Model) -> dict[str, tuple[float, floa
             layer = wrapper[len("quant_"):]
             part = name[: -len("_post_activation")] if name.endswith("_post_activation") else ""
             key = f"{layer}/{part}" if part else layer
+            if f"quant_{layer}" in hard_sigmoid_wrappers:
+                continue
         bounds.setdefault(key, {})[bound] = float(np.asarray(variable.numpy()).reshape(-1)[0])
     return {key: (b["min"], b["max"]) for key, b in bounds.items() if "min" in b and "max" in b}

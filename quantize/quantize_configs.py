@@ -28,6 +28,9 @@ A QuantizeConfig can only swap attributes of the layer it wraps, and the zoo's
 `SharedAtrousConv2D.call` applies `tf.nn.relu` inline; so for QAT the layer is
 rebuilt as `QuantizableSharedAtrousConv2D`, a subclass with the same weights whose
 per-branch activations and partial sums go through replaceable attributes.
+
+Also here: `NoOpQuantizeConfig` (layers that pass int8 values through) and `OutputQuantizeConfig`
+(MobileNetV3's HardSwish, HardSigmoid and Multiply: only the output, as the int8 file's one op).
 """
 
 from __future__ import annotations
@@ -263,3 +266,26 @@ class NoOpQuantizeConfig(QuantizeConfig):
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class OutputQuantizeConfig(NoOpQuantizeConfig):
+    """Quantizes only a layer's output (8 bits, per tensor, asymmetric, moving-average range), as the int8
+    file quantizes the output of what the layer becomes; the layer has no weights.
+
+    Used for MobileNetV3's layers, which tfmot's default registry does not know:
+    - `HardSwish`: in the int8 file ADD (fused RELU6), MUL, MUL (`convert.graph.Int8HardSwish`);
+    - `HardSigmoid`: `relu6(x + 3) * scale` becomes the preceding conv's fused RELU6 (its bias takes the + 3;
+      `quantize.annotate` leaves that conv's output unquantized, as tfmot does before a ReLU) and an int8 MUL
+      by the constant, whose output scale is the RELU6 output's times `scale`: one rounding, here;
+    - `keras.layers.Multiply` (the squeeze-and-excitation and LR-ASPP gates): one int8 MUL. Its inputs are
+      quantized by the layers that make them (the gate's through the `NoOpQuantizeConfig` of a resize);
+    - `zoo.layers.CropWindowPooling2D` (the LR-ASPP gate's pooling): one AVERAGE_POOL_2D.
+
+    Example:
+    >>> from zoo.layers import HardSwish
+    >>> annotated = tfmot.quantization.keras.quantize_annotate_layer(HardSwish(), OutputQuantizeConfig())
+    """
+
+    def get_output_quantizers(self, layer: keras.layers.Layer) -> list[Any]:
+        return [MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]

@@ -123,6 +123,29 @@ def save_tiny_model(make_tiny_export_model: Callable[..., Any]) -> Callable[...,
     return save
 
 
+@pytest.fixture(scope="session")
+def run_tiny_qat(save_tiny_model: Callable[..., Any]) -> Callable[..., Any]:
+    """Factory: `run_tiny_qat(folder, name="mobilenetv2_ksac", checkpoint_every=1)` runs qat.py's path
+    (`quantize.finetune.run_qat`) on a fresh tiny saved `name` in `folder`: 2 fine-tuning steps on 65 px
+    synthetic crops, then the int8 export; returns (config, report, log lines)."""
+
+    def run(folder: Any, name: str = "mobilenetv2_ksac", checkpoint_every: int = 1) -> tuple[Any, dict[str, Any], list[str]]:
+        from quantize.finetune import resolve_qat_config, run_qat
+
+        path = os.path.join(os.fspath(folder), "model.keras")
+        save_tiny_model(path, name, data="synthetic")
+        config, model = resolve_qat_config({
+            "qat": {"model": path, "calibration_steps": 4}, "schedule": {"steps": 2},
+            "data": {"batch_size": 2, "crop_size": TINY_MODEL["input_size"], "check": False},
+            "training": {"out": os.path.join(os.fspath(folder), "qat"), "checkpoint_every": checkpoint_every},
+        })  # fmt: skip
+        lines: list[str] = []
+        report = run_qat(config, model, log=lines.append)
+        return config, report, lines
+
+    return run
+
+
 def _description(**overrides: Any) -> Any:
     """A complete `ModelDescription` of an exported file (see `make_description`)."""
     from inference.description import ModelDescription, Normalization, Preprocessing

@@ -70,8 +70,25 @@ def test_time_split_cuts_a_file_after_the_backbone_and_before_the_upsampling(tin
         outputs[part] = model.get_output_raw(0)
     assert outputs["backbone"].shape[:3] == (1, 5, 5) and outputs["backbone"].shape[3] > 3  # the 5x5 features of a 65 input
     assert outputs["head"].shape == (1, 5, 5, 21)  # the tiny model's logits, before the upsampling
-    with pytest.raises(ValueError, match="no MEAN op"):
+    with pytest.raises(ValueError, match="no MEAN or AVERAGE_POOL_2D op"):
         cut_at(one_conv_tflite, "backbone")
+
+
+@pytest.mark.slow
+def test_time_split_cuts_mobilenet_v3_after_its_last_conv_not_at_a_squeeze_excite_mean(make_tiny_model):
+    from benchmarks.time_split import cut_at
+    from convert.export import plain_converter
+    from inference.runtime import TFLiteModel
+
+    model = make_tiny_model("mobilenetv3_small_ksac_separable", input_size=97)  # OS 32: 4x4 features, stride 8: 13x13
+    tflite = plain_converter(model).convert()
+    shapes = {}
+    for part in ("backbone", "head"):
+        cut = TFLiteModel(cut_at(tflite, part), device="cpu", threads=1)
+        cut.set_random_inputs(seed=0)
+        cut.invoke()
+        shapes[part] = cut.get_output_raw(0).shape
+    assert shapes == {"backbone": (1, 4, 4, model.get_layer("Conv_1").filters), "head": (1, 13, 13, 21)}
 
 
 def test_latency_rejects_bad_counts(one_conv_tflite):

@@ -113,18 +113,8 @@ def test_separable_ksac_qat_quantizes_each_shared_kernel_once_and_exports_with_i
 
 
 @pytest.fixture(scope="module")
-def qat_run(tmp_path_factory, save_tiny_model):
-    folder = tmp_path_factory.mktemp("qat")
-    path = str(folder / "model.keras")
-    save_tiny_model(path, data="synthetic")
-    config, model = resolve_qat_config({
-        "qat": {"model": path, "calibration_steps": 4}, "schedule": {"steps": 2},
-        "data": {"batch_size": 2, "crop_size": SIZE, "check": False},
-        "training": {"out": str(folder / "qat"), "checkpoint_every": 1},
-    })  # fmt: skip
-    lines = []
-    report = run_qat(config, model, log=lines.append)
-    return config, report, lines
+def qat_run(tmp_path_factory, run_tiny_qat):
+    return run_tiny_qat(tmp_path_factory.mktemp("qat"))
 
 
 @pytest.mark.slow

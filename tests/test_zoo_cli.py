@@ -15,7 +15,8 @@ def test_list_prints_names_one_a_line():
     result = run_zoo("list")
     assert result.returncode == 0
     assert result.stdout.split() == ["mobilenetv2_aspp", "mobilenetv2_aspp_separable", "mobilenetv2_deeplab", "mobilenetv2_ksac",
-                                     "mobilenetv2_ksac_separable", "xception65_aspp", "xception65_aspp_separable",
+                                     "mobilenetv2_ksac_separable", "mobilenetv3_large_ksac_separable", "mobilenetv3_large_lraspp",
+                                     "mobilenetv3_small_ksac_separable", "mobilenetv3_small_lraspp", "xception65_aspp", "xception65_aspp_separable",
                                      "xception65_ksac", "xception65_ksac_separable"]  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from common.cli import UserError, add_json_flag, check_json_path, check_output_flag, fail, json_to_stdout, write_json
-from zoo.registry import DEFAULT_INPUT_SIZE, OUTPUT_STRIDES, build_model, list_models
+from zoo.registry import DEFAULT_INPUT_SIZE, OUTPUT_STRIDES, build_model, describe, list_models
 from zoo.stats import count_macs, head_params
 
 
@@ -42,7 +42,7 @@ def summarize(name: str, args: argparse.Namespace) -> dict:
         "head_params": head_params(model),
         "macs": count_macs(model),
         "input_size": args.input_size,
-        "output_stride": args.output_stride,
+        "output_stride": describe(model).output_stride,
     }
 
 
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     summary.add_argument("names", nargs="+", metavar="NAME", help="model names (see `python -m zoo list`)")
     add_json_flag(summary, "the rows (one JSON list)")
-    summary.add_argument("--output-stride", type=int, default=16, choices=OUTPUT_STRIDES)
+    summary.add_argument("--output-stride", type=int, default=None, choices=OUTPUT_STRIDES,
+                         help="default: each model's own (16; MobileNetV3's 32)")
     summary.add_argument("--rates", type=parse_rates, default=None, help="atrous rates, e.g. 6,12,18")
     summary.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, help=f"square input side (default {DEFAULT_INPUT_SIZE})")
     summary.add_argument("--num-classes", type=int, default=21, help="classes, background included (21)")
@@ -125,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if not json_to_stdout(args.json):
         width = max(len("model"), *(len(row["name"]) for row in rows))
-        print(f"{'model':<{width}} {'params':>12} {'head params':>12} {'GMACs':>8}  (input {args.input_size}, OS {args.output_stride})")
+        print(f"{'model':<{width}} {'params':>12} {'head params':>12} {'GMACs':>8} {'OS':>3}  (input {args.input_size})")
         for row in rows:
-            print(f"{row['name']:<{width}} {row['params']:>12,} {row['head_params']:>12,} {row['macs'] / 1e9:>8.2f}")
+            print(f"{row['name']:<{width}} {row['params']:>12,} {row['head_params']:>12,} {row['macs'] / 1e9:>8.2f} "
+                  f"{row['output_stride']:>3}")
     write_json(args.json, rows)
     return 0
 

@@ -275,6 +275,98 @@ class SharedSeparableAtrousConv2D(_SharedKernelPyramid):
 
 
 
+# TF-slim's MobileNetV3 (research/slim/nets/mobilenet/mobilenet_v3.py) gates squeeze-and-excitation with
+# relu6(x + 3) * 0.16667, and DeepLab's `utils.q_sigmoid` (its LR-ASPP image gate) is the same expression;
+# keras.applications uses 1 / 6. The zoo keeps slim's constant, so DeepLab's releases compute what they did.
+SLIM_HARD_SIGMOID_SCALE = 0.16667
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class HardSigmoid(keras.layers.Layer):
+    """`relu6(x + 3) * scale`: MobileNetV3's hard sigmoid (the squeeze-and-excitation gate).
+
+    A layer of its own (not `keras.activations.hard_sigmoid`, which tf_keras defines as the older
+    0.2 x + 0.5) so that QAT can give it a quantize config (`quantize/quantize_configs.py`).
+
+    Example:
+    >>> HardSigmoid()(tf.constant([-4.0, 0.0, 4.0])).numpy().round(3)
+    array([0.   , 0.5  , 1.   ], dtype=float32)
+    """
+
+    def __init__(self, scale: float = SLIM_HARD_SIGMOID_SCALE, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return tf.nn.relu6(inputs + 3.0) * self.scale
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["scale"] = self.scale
+        return config
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class HardSwish(keras.layers.Layer):
+    """`x * relu6(x + 3) / 6`, MobileNetV3's hard swish, written as slim writes it so that the TFLite
+    converter fuses it into one HARD_SWISH op (int8, GPU and XNNPACK kernels exist for it).
+
+    Example:
+    >>> HardSwish()(tf.constant([-4.0, 0.0, 4.0])).numpy()
+    array([-0.,  0.,  4.], dtype=float32)
+    """
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return inputs * tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class CropWindowPooling2D(keras.layers.Layer):
+    """DeepLab's image pooling with a crop size (`image_pooling_crop_size`, `image_pooling_stride`): averages
+    windows the size of a `crop` input's features at `output_stride`, moved by `strides`, VALID padding.
+
+    The window is worked out from the input's static size at every call, so a model rebuilt at another
+    input size (export at --input-size) pools as DeepLab would at that size: at its 1025 x 2049 evaluation
+    size, 25 x 25 windows give a 3 x 9 grid; features smaller than the window (any input up to 769) are
+    pooled whole (the window clipped to them: global pooling, which DeepLab itself cannot run there).
+
+    Example:
+    >>> CropWindowPooling2D((769, 769), 32, (4, 5))(tf.zeros([1, 33, 65, 8])).shape
+    TensorShape([1, 3, 9, 8])
+    """
+
+    def __init__(self, crop: Sequence[int] = (769, 769), output_stride: int = 32, strides: Sequence[int] = (4, 5),
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.crop = tuple(int(c) for c in crop)
+        self.output_stride = int(output_stride)
+        self.strides = tuple(int(s) for s in strides)
+
+    def window(self, height: int, width: int) -> tuple[int, int]:
+        """The pooling window on features of `height` x `width` (DeepLab's `scale_dimension`, clipped)."""
+        sizes = [int((c - 1) / self.output_stride + 1) for c in self.crop]
+        return min(sizes[0], height), min(sizes[1], width)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        height, width = inputs.shape[1], inputs.shape[2]
+        if height is None or width is None:  # no static size: the whole map (DeepLab without a crop size)
+            return tf.reduce_mean(inputs, axis=[1, 2], keepdims=True)
+        return tf.nn.avg_pool2d(inputs, self.window(height, width), self.strides, "VALID")
+
+    def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
+        shape = tf.TensorShape(input_shape)
+        if shape[1] is None or shape[2] is None:
+            return tf.TensorShape([shape[0], 1, 1, shape[3]])
+        window = self.window(shape[1], shape[2])
+        grid = [(size - w) // s + 1 for size, w, s in zip((shape[1], shape[2]), window, self.strides)]
+        return tf.TensorShape([shape[0], *grid, shape[3]])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(crop=list(self.crop), output_stride=self.output_stride, strides=list(self.strides))
+        return config
+
+
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class ResizeToMatch(keras.layers.Layer):
     """Bilinearly resizes `inputs[0]` to the spatial size of `inputs[1]`.

@@ -16,7 +16,7 @@ from inference.description import ModelDescription, Normalization, Preprocessing
 from inference.description import OUTPUT_STRIDES  # noqa: F401  (zoo.registry.OUTPUT_STRIDES for the commands)
 from zoo import atrous
 from zoo.backbones import BACKBONES
-from zoo.decoder import deeplabv3plus_decoder
+from zoo.decoder import DEEPLABV3PLUS, SUM_LOGITS, deeplabv3plus_decoder, sum_logits_decoder
 from zoo.heads import atrous_head, has_pyramid, is_deeplab_graph
 from zoo.labels import VOC_LABELS  # the default label names of a 21-class model
 from zoo.layers import BatchNormSettings, DescriptionLayer, ResizeToMatch, batch_norm_settings, check_rates
@@ -31,6 +31,11 @@ class ModelSpec(NamedTuple):
     # with divisible_by=1 and min_depth=1, research/deeplab/core/feature_extractor.py), so that its
     # depth-multiplier-0.5 release loads; otherwise as keras.applications rounds them (multiples of 8).
     slim_widths: bool = False
+    # The model's own defaults (build_model's output_stride / head_filters when not given) and its decoder:
+    # DeepLabV3+'s (stride 4) or DeepLab's sum-merge logits decoder of its MobileNetV3 releases (stride 8).
+    output_stride: int = 16
+    head_filters: int = 256
+    decoder_kind: str = DEEPLABV3PLUS
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -45,6 +50,12 @@ MODELS: dict[str, ModelSpec] = {
     "xception65_ksac_separable": ModelSpec("xception65", "ksac_separable", decoder=True),
     # DeepLab's mobile head without a pyramid (image pooling + 1x1 + projection): its MobileNetV2 releases.
     "mobilenetv2_deeplab": ModelSpec("mobilenetv2", "deeplab", decoder=False, slim_widths=True),
+    # MobileNetV3 (DeepLab's _seg variants) with DeepLab's flags for its releases: output stride 32, 128-channel
+    # head, the sum-merge logits decoder at stride 8. LR-ASPP is DeepLab's head; KSAC's separable shared
+    # pyramid takes its place, with the same stride, width and decoder (docs/models.md says why).
+    **{f"mobilenetv3_{size}_{head}": ModelSpec(f"mobilenetv3_{size}", head, decoder=True, output_stride=32,
+                                              head_filters=128, decoder_kind=SUM_LOGITS)
+       for size in ("large", "small") for head in ("lraspp", "ksac_separable")},
 }
 
 # The paper's Table 1 models (configs/paper/ has a recipe for each).
@@ -88,6 +99,11 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
+def default_output_stride(name: str) -> int:
+    """The output stride `build_model(name)` uses when none is given (`ModelSpec.output_stride`)."""
+    return model_spec(name).output_stride
+
+
 def default_rates(output_stride: int, head: str | None = None) -> tuple[int, ...]:
     """DeepLab's rates: (6, 12, 18) at output stride 16, doubled at 8, halved at 32; none for a `head`
     without a pyramid (the "deeplab" head)."""
@@ -107,13 +123,13 @@ def build_model(
     name: str,
     num_classes: int = 21,
     input_size: int | Sequence[int] = DEFAULT_INPUT_SIZE,
-    output_stride: int = 16,
+    output_stride: int | None = None,
     rates: Sequence[int] | None = None,
     decoder: bool | None = None,
     width: float = 1.0,
     backbone_weights: str | None = None,
     *,
-    head_filters: int = 256,
+    head_filters: int | None = None,
     dropout: float = 0.1,
     sync_batchnorm: bool = False,
     bn_momentum: float | None = None,
@@ -126,21 +142,23 @@ def build_model(
         name: one of `list_models()`.
         num_classes: classes predicted, background included.
         input_size: side of the square input, or (height, width).
-        output_stride: 8, 16 or 32.
+        output_stride: 8, 16 or 32; None: the model's own (`ModelSpec.output_stride`: 16, MobileNetV3's 32).
         rates: atrous rates, in pixels of the feature map; None: `default_rates(output_stride, head)`,
             (6, 12, 18) at OS 16, doubled at OS 8, halved at OS 32; none for the pyramid-less head. (A config that changes the stride
             without giving rates gets these too: `configs.resolve`.)
         decoder: add the DeepLabV3+ decoder; default per model (Xception65 yes).
         width: backbone width multiplier.
         backbone_weights: a local Keras HDF5 weights file or `.keras` model (loaded by
-            layer name), or a TF1 checkpoint of DeepLab or TF-slim (mapped by `zoo.tf1_checkpoint`);
-            see `zoo.weights`. The import report is printed.
-        head_filters: channels of the head and decoder (256 in the paper).
+            layer name; keras.applications' MobileNetV3 `.h5` by an explicit name map), or a TF1
+            checkpoint of DeepLab or TF-slim (mapped by `zoo.tf1_checkpoint`); see `zoo.weights`.
+            The import report is printed.
+        head_filters: channels of the head and decoder; None: the model's own (256 as in the paper;
+            MobileNetV3's 128, as DeepLab's `aspp_convs_filters`).
         dropout: dropout after the head's projection.
         sync_batchnorm: synchronise every BatchNorm (backbone included) across replicas
             (multi-device training).
         bn_momentum: moving-average momentum of every BatchNorm; None keeps the model's own
-            (0.999 in MobileNetV2 as keras.applications, 0.9997 elsewhere as DeepLab). Use e.g.
+            (0.999 in MobileNetV2 and MobileNetV3 as keras.applications, 0.9997 elsewhere as DeepLab). Use e.g.
             0.99 for runs of a few thousand steps, whose moving statistics would otherwise lag.
         label_names: a name per class; VOC's names by default at 21 classes.
         training_forms: build the dilated Conv2D and DepthwiseConv2D layers as `zoo.atrous`'s
@@ -157,6 +175,8 @@ def build_model(
     """
     spec = model_spec(name)
     height, width_px = _input_shape(input_size)
+    output_stride = spec.output_stride if output_stride is None else output_stride
+    head_filters = spec.head_filters if head_filters is None else head_filters
     if rates is None:
         rates = default_rates(output_stride, spec.head)
     elif has_pyramid(spec.head) or rates:  # the pyramid-less head takes no rates (atrous_head says so)
@@ -173,10 +193,13 @@ def build_model(
     with batch_norm_settings(BatchNormSettings(sync=sync_batchnorm, momentum=bn_momentum)), atrous.training_forms(training_forms):
         slim_widths = {"slim_widths": True} if spec.slim_widths else {}
         features = BACKBONES[spec.backbone](inputs, output_stride=output_stride, width=width, **slim_widths)
-        x = atrous_head(features.features, spec.head, rates, filters=head_filters, dropout=dropout)
-        if decoder:
-            x = deeplabv3plus_decoder(x, features.low_level, filters=head_filters, separable=is_deeplab_graph(spec.head))
-    logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
+        x = atrous_head(features.features, spec.head, rates, filters=head_filters, dropout=dropout, output_stride=output_stride)
+        if decoder and spec.decoder_kind == SUM_LOGITS:
+            logits = sum_logits_decoder(x, features.stride8, num_classes)
+        else:
+            if decoder:
+                x = deeplabv3plus_decoder(x, features.low_level, filters=head_filters, separable=is_deeplab_graph(spec.head))
+            logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
     # DeepLab's predict_labels upsamples the logits corner-aligned (TF1's align_corners=True); the
     # models that are DeepLab's graph do too (the paper's regular ones keep half-pixel centres).
     logits = ResizeToMatch(align_corners=is_deeplab_graph(spec.head), name="upsample_logits")([logits, inputs])

@@ -1,4 +1,5 @@
-"""DeepLab's released mobile checkpoints as zoo models: the settings each was trained with, in one table.
+"""DeepLab's released mobile checkpoints (MobileNetV2 and MobileNetV3) as zoo models: the settings each was
+trained with, in one table.
 
 `python -m zoo release NAME --weights CKPT --out FILE.keras` builds the release's model (registry model,
 depth multiplier, classes and their names, decoder, input size), loads DeepLab's checkpoint into it
@@ -49,6 +50,13 @@ RELEASES: dict[str, Release] = {
     "mobilenetv2_coco_cityscapes_trainfine": Release(
         model="mobilenetv2_deeplab", width=1.0, label_names=CITYSCAPES_LABELS, decoder=False, input_size=769,
         dataset="cityscapes", published="70.71% Cityscapes val (OS 16), 21.27B MAdds at 1025x2049"),
+    # DeepLab's MobileNetV3 LR-ASPP releases (output stride 32, sum-merge logits decoder at stride 8), trained on 769 crops.
+    "mobilenetv3_large_cityscapes_trainfine": Release(
+        model="mobilenetv3_large_lraspp", width=1.0, label_names=CITYSCAPES_LABELS, decoder=True, input_size=769,
+        dataset="cityscapes", published="72.41% Cityscapes val, 15.95B MAdds at 1025x2049"),
+    "mobilenetv3_small_cityscapes_trainfine": Release(
+        model="mobilenetv3_small_lraspp", width=1.0, label_names=CITYSCAPES_LABELS, decoder=True, input_size=769,
+        dataset="cityscapes", published="68.99% Cityscapes val, 4.63B MAdds at 1025x2049"),
     "mobilenetv2_ade20k_train": Release(
         model="mobilenetv2_deeplab", width=1.0, label_names=DEEPLAB_ADE20K_LABELS, decoder=True, input_size=257,
         dataset="ade20k", published="32.04% ADE20K val"),

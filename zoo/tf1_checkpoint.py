@@ -1,25 +1,34 @@
-"""Import (and export) of TF1 name-based checkpoints: DeepLab's and TF-slim's Xception65 and MobileNetV2.
+"""Import (and export) of TF1 name-based checkpoints: DeepLab's and TF-slim's Xception65, MobileNetV2 and MobileNetV3.
 
 The weights users have for the paper's backbones are TF1 checkpoints: DeepLab's
-model zoo (`xception_65` ImageNet, and DeepLab models trained on COCO/VOC, with their
-head and decoder) and TF-slim's ImageNet MobileNetV2 (`mobilenet_v2_1.0_224`). This
-module maps our layer names to their variable names, read with
-`tf.train.load_checkpoint`. The mapping was derived from the source of
+model zoo (`xception_65` ImageNet, and DeepLab models trained on COCO/VOC/Cityscapes, with
+their head and decoder, among them its MobileNetV3 LR-ASPP releases) and TF-slim's ImageNet
+MobileNetV2 (`mobilenet_v2_1.0_224`). This module maps our layer names to their variable
+names, read with `tf.train.load_checkpoint`. The mapping was derived from the source of
 tensorflow/models: `research/deeplab/core/xception.py` (scopes `xception_65/
 {entry,middle,exit}_flow/blockN/unit_M/xception_module/separable_convK_{depthwise,
 pointwise}`, `shortcut`, root `entry_flow/conv1_{1,2}`),
 `research/deeplab/core/feature_extractor.py` (scope names `xception_65`,
-`MobilenetV2`; MobileNetV2 stops at `layer_18` = `expanded_conv_16`),
-`research/slim/nets/mobilenet/{mobilenet_v2,mobilenet,conv_blocks}.py` (`Conv`,
-`expanded_conv[_N]/{expand,depthwise,project}`; block 0 has no `expand`) and
-`research/deeplab/model.py` (`image_pooling`, `aspp0`, `aspp{i}`,
-`concat_projection`, `decoder/feature_projection0`, `decoder/decoder_conv0/
-decoder_conv0_{1,2}`, `logits/semantic`). Every slim conv is `weights` (and
-`biases` without BatchNorm), every slim BatchNorm `BatchNorm/{gamma,beta,
+`MobilenetV2`, `MobilenetV3`; MobileNetV2 stops at `layer_18` = `expanded_conv_16`,
+`mobilenet_v3_large_seg` at `layer_17` and `mobilenet_v3_small_seg` at `layer_13`, the last
+1x1 conv `Conv_1`),
+`research/slim/nets/mobilenet/{mobilenet_v2,mobilenet_v3,mobilenet,conv_blocks}.py` (`Conv`,
+`expanded_conv[_N]/{expand,depthwise,project}`, MobileNetV3's `expanded_conv[_N]/squeeze_excite/
+{Conv,Conv_1}` (biased, no BatchNorm) and `Conv_1`; no `expand` where the expansion is not wider
+than the input, e.g. block 0) and `research/deeplab/model.py` (`image_pooling`, `aspp0`,
+`aspp{i}`, `concat_projection`, `decoder/feature_projection0`, `decoder/decoder_conv0/
+decoder_conv0_{1,2}`, `logits/semantic`; with the MobileNetV3 releases' flags
+`aspp_with_squeeze_and_excitation` and `decoder_output_is_logits`: `image_pooling/{weights,biases}`
+without BatchNorm, and the logits decoder's biased 1x1 convs `decoder/feature_projection0` on the
+stride-8 end point and `decoder/decoder_conv0` on the head, no `logits` scope). Every slim conv is
+`weights` (and `biases` without BatchNorm), every slim BatchNorm `BatchNorm/{gamma,beta,
 moving_mean,moving_variance}`.
 
 The table is `LAYER_RULES`: a regular expression over our layer names and the TF1
-scope it maps to. Weight names within a scope are `WEIGHT_NAMES`.
+scope it maps to. Weight names within a scope are `WEIGHT_NAMES`. Our MobileNetV2 keeps
+keras.applications' names (`Conv1`, `block_N_...`), our MobileNetV3 slim's (`Conv`,
+`expanded_conv_N_...`); their block 0 has the same names in both (`expanded_conv_depthwise`),
+so those rules map to `{mobilenet}`, the scope of the model's backbone (`mobilenet_scope`).
 
 Layouts: slim's `weights` are [kh, kw, in, out] like Keras' Conv2D kernel, and slim's
 `depthwise_weights` are [kh, kw, in_channels, multiplier], exactly the layout of
@@ -32,8 +41,9 @@ no tensor is transposed. Two values are transformed:
 - `moving_variance` where DeepLab's BatchNorm epsilon differs from ours: its Xception65
   backbone normalises by `sqrt(variance + 1e-3)`, our Xception65 by `sqrt(variance + 1e-5)`
   (DeepLab's 1e-5 elsewhere; our MobileNetV2 keeps keras.applications' 1e-3, as TF-slim's,
-  so it needs nothing). The import stores `variance + (1e-3 - 1e-5)`, so that our layer
-  computes exactly DeepLab's normalisation; it is exact for every checkpoint. The export
+  so it needs nothing, nor does our MobileNetV3, slim's 1e-3 too). The import stores
+  `variance + (1e-3 - 1e-5)`, so that our layer computes exactly DeepLab's normalisation;
+  it is exact for every checkpoint. The export
   subtracts the difference again (in float64, rounded once, so that export then import
   gives back every variance bit for bit). Where it cannot: a variance of ours below
   1e-3 - 1e-5 = 9.9e-4 (a channel that barely varies, e.g. one a ReLU keeps at 0) would
@@ -60,8 +70,8 @@ in the report):
   DeepLab's released Xception models use separable ones (`decoder_conv0_depthwise`,
   ...), which stay unused. The regular form (`decoder/decoder_conv0/decoder_conv0_{1,2}`)
   loads.
-- `logits` loads only when the checkpoint's class count is the model's; otherwise it
-  is skipped with a message.
+- `logits` (and the logits decoder's `decoder_logits`, `decoder_low_level_logits`) loads only
+  when the checkpoint's class count is the model's; otherwise it is skipped with a message.
 
 Checkpoint tensors with no counterpart here: TF-slim's `MobilenetV2/Conv_1` (the
 1280-channel conv that DeepLab drops) and `MobilenetV2/Logits`, Xception's ImageNet
@@ -74,7 +84,7 @@ skipped with a message ("where shapes allow"); a checkpoint none of whose tensor
 matches our backbone is an `ArchitectureMismatchError`.
 
 Padding: DeepLab's Xception pads explicitly and symmetrically before every stride-2
-convolution (`fixed_padding`); TF-slim's MobileNetV2 uses TF "SAME" padding like our
+convolution (`fixed_padding`); TF-slim's MobileNetV2 and V3 use TF "SAME" padding like our
 Keras layers. At odd input sizes (e.g. 513) both are the same; at even sizes Keras
 "same" pads one pixel at the end only, which shifted every stride-2 feature map of
 our Xception65 by one pixel against DeepLab's. Our Xception65 therefore pads like
@@ -93,7 +103,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from zoo.layers import SharedSeparableAtrousConv2D
+from zoo.layers import DescriptionLayer, SharedSeparableAtrousConv2D
 from zoo.weights import (
     _SHOWN,
     TF1_CHECKPOINT,
@@ -107,7 +117,8 @@ from zoo.weights import (
 
 XCEPTION65_SCOPE = "xception_65"
 MOBILENET_V2_SCOPE = "MobilenetV2"
-BACKBONE_SCOPES = (XCEPTION65_SCOPE, MOBILENET_V2_SCOPE)
+MOBILENET_V3_SCOPE = "MobilenetV3"
+BACKBONE_SCOPES = (XCEPTION65_SCOPE, MOBILENET_V2_SCOPE, MOBILENET_V3_SCOPE)
 
 # Keras weight name -> slim variable name within the layer's scope.
 WEIGHT_NAMES = {
@@ -139,10 +150,17 @@ LAYER_RULES: tuple[tuple[str, str, str], ...] = (
     # MobileNetV2, TF-slim's research/slim/nets/mobilenet (our names are keras.applications')
     (r"Conv1", MOBILENET_V2_SCOPE + "/Conv", "backbone"),
     (r"bn_Conv1", MOBILENET_V2_SCOPE + "/Conv/BatchNorm", "backbone"),
-    (r"expanded_conv_(?P<op>depthwise|project)", MOBILENET_V2_SCOPE + "/expanded_conv/{op}", "backbone"),
-    (r"expanded_conv_(?P<op>depthwise|project)_BN", MOBILENET_V2_SCOPE + "/expanded_conv/{op}/BatchNorm", "backbone"),
     (r"block_(?P<n>\d+)_(?P<op>expand|depthwise|project)", MOBILENET_V2_SCOPE + "/expanded_conv_{n}/{op}", "backbone"),
     (r"block_(?P<n>\d+)_(?P<op>expand|depthwise|project)_BN", MOBILENET_V2_SCOPE + "/expanded_conv_{n}/{op}/BatchNorm", "backbone"),
+    # MobileNetV3 (DeepLab's _seg variants of TF-slim's), and MobileNetV2's block 0, whose keras.applications
+    # names are the same (`expanded_conv_depthwise`): `{mobilenet}` is the model's scope (`mobilenet_scope`).
+    (r"Conv", "{mobilenet}/Conv", "backbone"),
+    (r"Conv_BN", "{mobilenet}/Conv/BatchNorm", "backbone"),
+    (r"(?P<block>expanded_conv(_\d+)?)_(?P<op>expand|depthwise|project)", "{mobilenet}/{block}/{op}", "backbone"),
+    (r"(?P<block>expanded_conv(_\d+)?)_(?P<op>expand|depthwise|project)_BN", "{mobilenet}/{block}/{op}/BatchNorm", "backbone"),
+    (r"(?P<block>expanded_conv(_\d+)?)_squeeze_excite_(?P<conv>Conv|Conv_1)", "{mobilenet}/{block}/squeeze_excite/{conv}", "backbone"),
+    (r"Conv_1", "{mobilenet}/Conv_1", "backbone"),
+    (r"Conv_1_BN", "{mobilenet}/Conv_1/BatchNorm", "backbone"),
     # Head and decoder, DeepLab's research/deeplab/model.py
     (r"head_pool_conv", "image_pooling", "head"),
     (r"head_pool_conv_bn", "image_pooling/BatchNorm", "head"),
@@ -154,6 +172,9 @@ LAYER_RULES: tuple[tuple[str, str, str], ...] = (
     (r"head_aspp_rate(?P<rate>\d+)_(?P<kind>depthwise|pointwise)_bn", "aspp{aspp_index}_{kind}/BatchNorm", "head"),
     (r"head_projection", "concat_projection", "head"),
     (r"head_projection_bn", "concat_projection/BatchNorm", "head"),
+    # DeepLab's sum-merge logits decoder (its MobileNetV3 releases): two biased 1x1 convs to the classes.
+    (r"decoder_logits", "decoder/decoder_conv0", "logits"),
+    (r"decoder_low_level_logits", "decoder/feature_projection0", "logits"),
     (r"decoder_low_level", "decoder/feature_projection0", "head"),
     (r"decoder_low_level_bn", "decoder/feature_projection0/BatchNorm", "head"),
     (r"decoder_conv(?P<n>[12])", "decoder/decoder_conv0/decoder_conv0_{n}", "head"),
@@ -167,8 +188,19 @@ LAYER_RULES: tuple[tuple[str, str, str], ...] = (
 )
 
 # BatchNorm epsilon of the TF1 models, by scope prefix (DeepLab's feature_extractor gives
-# Xception 1e-3; slim's MobileNetV2 keeps slim's default 1e-3; DeepLab's head/decoder 1e-5).
-SOURCE_BN_EPSILON = {XCEPTION65_SCOPE + "/": 1e-3, MOBILENET_V2_SCOPE + "/": 1e-3, "": 1e-5}
+# Xception 1e-3; slim's MobileNetV2 keeps slim's default 1e-3, and so does MobileNetV3 under DeepLab's
+# `mobilenet_v2_arg_scope` (bn_epsilon None); DeepLab's head/decoder 1e-5).
+SOURCE_BN_EPSILON = {XCEPTION65_SCOPE + "/": 1e-3, MOBILENET_V2_SCOPE + "/": 1e-3, MOBILENET_V3_SCOPE + "/": 1e-3, "": 1e-5}
+
+
+def mobilenet_scope(model: keras.Model) -> str:
+    """The TF1 scope of `model`'s MobileNet (`{mobilenet}` in `LAYER_RULES`): MobilenetV3 for our MobileNetV3
+    backbones, else MobilenetV2. By the model's description (`zoo.describe(model).backbone`); a model without
+    one (a bare backbone) by its layers: only our MobileNetV3 has slim's own first-conv name, `Conv`."""
+    description = next((layer.description for layer in model.layers if isinstance(layer, DescriptionLayer)), None)
+    if description is not None:
+        return MOBILENET_V3_SCOPE if description.backbone.startswith("mobilenetv3") else MOBILENET_V2_SCOPE
+    return MOBILENET_V3_SCOPE if any(layer.name == "Conv" for layer in model.layers) else MOBILENET_V2_SCOPE
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # compared by identity (a tf.Variable has no scalar ==)
@@ -241,6 +273,7 @@ def tf1_mapping(model: keras.Model) -> list[Mapping]:
         m.group(1) for layer in model.layers if (m := re.fullmatch(r"head_aspp_rate(\d+)(_depthwise)?", layer.name))
     ))  # fmt: skip
     rules = [(re.compile(pattern), scope, part) for pattern, scope, part in LAYER_RULES]
+    mobilenet = mobilenet_scope(model)
     mappings = []
     for layer in model.layers:
         for pattern, scope_template, part in rules:
@@ -250,7 +283,7 @@ def tf1_mapping(model: keras.Model) -> list[Mapping]:
             fields = match.groupdict()
             if "rate" in fields:
                 fields["aspp_index"] = aspp_rates.index(fields["rate"]) + 1
-            scope = scope_template.format(**fields)
+            scope = scope_template.format(mobilenet=mobilenet, **fields)
             for weight in layer.weights:
                 parts = weight_id(weight).split("/")
                 short = parts[-1]

@@ -5,10 +5,20 @@ Three kinds of source load, told apart by their content (not their extension):
 - a Keras HDF5 weights or model file (`.h5`, `.hdf5`, any name), e.g. the ImageNet
   weights of `keras.applications.MobileNetV2`
   (`mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5`), whose
-  layer names our MobileNetV2 keeps; loaded by layer name;
+  layer names our MobileNetV2 keeps; loaded by layer name. The ImageNet weights of
+  `keras.applications.MobileNetV3Large` / `MobileNetV3Small`
+  (`weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5`, ...), told apart by their
+  layer names (`Conv/BatchNorm`, `expanded_conv/squeeze_excite/Conv`), load into our
+  MobileNetV3 models through an explicit name map (`keras_mobilenet_v3_layer_map`:
+  Keras' `expanded_conv_3/squeeze_excite/Conv_1` is our `expanded_conv_3_squeeze_excite_Conv_1`,
+  `.../BatchNorm` our `..._BN`). DeepLab's `mobilenet_v3_{large,small}_seg` halves the
+  last stage, so those layers (and `Conv_1`) have other shapes than ImageNet's: they
+  are skipped with that reason and stay at initialisation. A MobileNetV3 file into a
+  model that is not a MobileNetV3 (or a MobileNetV2 file into one that is) is an
+  `ArchitectureMismatchError` naming the file;
 - a `.keras` model saved by this project (a zip archive), whose layers with the
   same name and weight shapes are copied;
-- a TF1 name-based checkpoint: DeepLab's (`xception_65/...`, `MobilenetV2/...`, its
+- a TF1 name-based checkpoint: DeepLab's (`xception_65/...`, `MobilenetV2/...`, `MobilenetV3/...`, its
   head and decoder) or TF-slim's ImageNet MobileNetV2 (`MobilenetV2/...`). Pass the
   prefix (`model.ckpt` with `model.ckpt.index` and `model.ckpt.data-*` beside it),
   the `.index` file, or a directory holding a `checkpoint` file (its latest
@@ -27,8 +37,10 @@ import dataclasses
 import os
 import re
 import zipfile
+from typing import NamedTuple
 
 import h5py
+import numpy as np
 import tf_keras as keras
 
 HDF5 = "hdf5"
@@ -67,6 +79,8 @@ class ImportReport:
             separable ASPP into separable KSAC: the shared kernels are the mean of the rate branches').
         layers_matched: layers that received weights (HDF5 and .keras imports).
         layers_total: layers of the model that have weights.
+        name_map: for an HDF5 import through a name map rather than by equal layer names, what map
+            (e.g. "the keras.applications.MobileNetV3Large name map"); None when names are equal.
     """
 
     source: str
@@ -78,6 +92,7 @@ class ImportReport:
     derived: list[str] = dataclasses.field(default_factory=list)
     layers_matched: int = 0
     layers_total: int = 0
+    name_map: str | None = None
 
     def finish(self, model: keras.Model) -> "ImportReport":
         """Lists the model's weights that no matched pair reached (`left_at_init`), prints the report, returns it."""
@@ -91,7 +106,8 @@ class ImportReport:
         title = FORMAT_TITLES.get(self.format, self.format)
         head = f"loaded weights from {self.source} ({title}): "
         if self.format == HDF5:
-            head += f"{self.layers_matched} of {self.layers_total} layers matched by name; "
+            how = f"through {self.name_map}" if self.name_map else "by name"
+            head += f"{self.layers_matched} of {self.layers_total} layers matched {how}; "
         elif self.format == KERAS_ARCHIVE:
             head += f"{self.layers_matched} of {self.layers_total} layers matched by name and shape; "
         head += (
@@ -195,14 +211,240 @@ def _layers_with_weights(model: keras.Model) -> list:
     return [layer for layer in model.layers if layer.weights]
 
 
+# ------------------------------------------------ keras.applications MobileNetV3 (.h5) -> our MobileNetV3
+
+KERAS_MOBILENET_V3 = {"large": "MobileNetV3Large", "small": "MobileNetV3Small"}
+_V3_LAST_BLOCK = {14: "large", 10: "small"}  # index of the last bneck block in both layouts
+_V3_LAST_BLOCK_OF = {variant: block for block, variant in _V3_LAST_BLOCK.items()}
+# First block of the stage that DeepLab's mobilenet_v3_{large,small}_seg halves (with the last 1x1 conv
+# `Conv_1`): large blocks 12-14 (160 -> 80 channels, expansions 336/480/480), small blocks 8-10 (96 -> 48,
+# expansions 144/288/288); `Conv_1` 960 -> 480 / 576 -> 288. See zoo/backbones/mobilenet_v3.py.
+V3_HALVED_FROM = {"large": 12, "small": 8}
+
+_KERAS_V3_BLOCK = re.compile(r"^expanded_conv(?:_(\d+))?/project$")
+_ZOO_V3_BLOCK = re.compile(r"^expanded_conv(?:_(\d+))?_project$")
+
+
+class LayerPair(NamedTuple):
+    """One row of the Keras MobileNetV3 name map."""
+
+    keras: str  # the layer name in keras.applications.MobileNetV3 (= TF-slim's scope)
+    ours: str  # the layer name in zoo/backbones/mobilenet_v3.py
+    halved: bool  # in the stage DeepLab's _seg variant halves: ImageNet's shapes do not fit
+
+
+def keras_mobilenet_v3_layer_map(variant: str) -> list[LayerPair]:
+    """The explicit name map from `keras.applications.MobileNetV3{Large,Small}` to our backbone (`variant`:
+    "large" or "small"), one row per layer with weights, in the Keras model's order.
+
+    Keras' layout (tf_keras/applications/mobilenet_v3.py): `Conv` (+ `Conv/BatchNorm`); per block
+    `expanded_conv[_i]/` with `expand` (every block but the first) and `depthwise`, each with its
+    `/BatchNorm`, `squeeze_excite/Conv` and `squeeze_excite/Conv_1` where the block has squeeze-and-
+    excitation (our tables' flag, the same blocks as Keras'), `project` + `/BatchNorm`; then `Conv_1` (+
+    `/BatchNorm`). Ours writes "/BatchNorm" as "_BN" and "/" as "_". Not mapped: the classifier's
+    `Conv_2` and `Logits` (include_top), which our segmentation backbone has no counterpart for.
+
+    >>> keras_mobilenet_v3_layer_map("small")[4]
+    LayerPair(keras='expanded_conv/squeeze_excite/Conv', ours='expanded_conv_squeeze_excite_Conv', halved=False)
+    """
+    from zoo.backbones.mobilenet_v3 import MOBILENET_V3_LARGE_SEG, MOBILENET_V3_SMALL_SEG
+
+    spec = {"large": MOBILENET_V3_LARGE_SEG, "small": MOBILENET_V3_SMALL_SEG}[variant]
+    rows: list[tuple[str, bool]] = [("Conv", False), ("Conv/BatchNorm", False)]
+    for block_id, block in enumerate(spec.blocks):
+        prefix = f"expanded_conv_{block_id}/" if block_id else "expanded_conv/"
+        halved = block_id >= V3_HALVED_FROM[variant]
+        names = (["expand", "expand/BatchNorm"] if block_id else []) + ["depthwise", "depthwise/BatchNorm"]
+        names += ["squeeze_excite/Conv", "squeeze_excite/Conv_1"] if block.squeeze_excite else []
+        names += ["project", "project/BatchNorm"]
+        rows += [(prefix + name, halved) for name in names]
+    rows += [("Conv_1", True), ("Conv_1/BatchNorm", True)]
+    return [LayerPair(name, name.replace("/BatchNorm", "_BN").replace("/", "_"), halved) for name, halved in rows]
+
+
+def _last_block(names, pattern: re.Pattern) -> int | None:
+    blocks = [int(m.group(1) or 0) for m in map(pattern.match, names) if m]
+    return max(blocks) if blocks else None
+
+
+def keras_mobilenet_v3_variant(layer_names) -> str | None:
+    """"large" / "small" for the layer names of a keras.applications MobileNetV3 file, "unknown" for a
+    Keras MobileNetV3 of neither layout, None for a file that is no Keras MobileNetV3 (told by its
+    `Conv/BatchNorm` or `.../squeeze_excite/Conv` layers)."""
+    names = set(layer_names)
+    if "Conv/BatchNorm" not in names and not any(n.endswith("/squeeze_excite/Conv") for n in names):
+        return None
+    return _V3_LAST_BLOCK.get(_last_block(names, _KERAS_V3_BLOCK), "unknown")
+
+
+def zoo_mobilenet_v3_variant(layer_names) -> str | None:
+    """"large" / "small" for layer names of our MobileNetV3 backbone (`Conv_BN` and `..._squeeze_excite_Conv`
+    layers), "unknown" for another block count, None for any other model."""
+    names = set(layer_names)
+    if "Conv_BN" not in names or not any(re.match(r"^expanded_conv(_\d+)?_squeeze_excite_Conv$", n) for n in names):
+        return None
+    return _V3_LAST_BLOCK.get(_last_block(names, _ZOO_V3_BLOCK), "unknown")
+
+
+def _is_mobilenet_v2(layer_names) -> bool:
+    """Layer names of keras.applications.MobileNetV2 (which ours keeps): `bn_Conv1`, `block_1_expand`."""
+    names = set(layer_names)
+    return "bn_Conv1" in names and "block_1_expand" in names
+
+
+def _model_kind(variant: str | None) -> str:
+    return f"MobileNetV3-{variant.capitalize()}" if variant in KERAS_MOBILENET_V3 else "MobileNetV3"
+
+
+def _check_architecture(model: keras.Model, path: str, file_layers: list[str]) -> str | None:
+    """Refuses an HDF5 file of another MobileNet than `model`'s (ArchitectureMismatchError naming the file);
+    returns the Keras MobileNetV3 variant to map by name, or None for a file to load by equal names."""
+    ours = zoo_mobilenet_v3_variant(layer.name for layer in model.layers)
+    theirs = keras_mobilenet_v3_variant(file_layers)
+    models = "mobilenetv3_large_* or mobilenetv3_small_* models"
+    if theirs is not None:
+        if ours is None:
+            raise ArchitectureMismatchError(
+                f"{path} holds keras.applications MobileNetV3 weights (layers 'Conv/BatchNorm', "
+                f"'expanded_conv/.../squeeze_excite/Conv'); they load only into our {models}, and model "
+                f"{model.name!r} is not a MobileNetV3"
+            )
+        if theirs == "unknown" or not any(n.endswith("/squeeze_excite/Conv") for n in file_layers):
+            raise ArchitectureMismatchError(
+                f"{path} holds a keras.applications MobileNetV3 of neither the Large nor the Small layout "
+                "(or a minimalistic one, without squeeze-and-excitation); model "
+                f"{model.name!r} is DeepLab's {_model_kind(ours)}"
+            )
+        if theirs != ours:
+            raise ArchitectureMismatchError(
+                f"{path} holds keras.applications.{KERAS_MOBILENET_V3[theirs]} weights, but model {model.name!r} "
+                f"is a {_model_kind(ours)}; pass the {_model_kind(ours)} weights"
+            )
+        return theirs
+    if ours is not None and _is_mobilenet_v2(file_layers):
+        raise ArchitectureMismatchError(
+            f"{path} holds MobileNetV2 weights (layers 'bn_Conv1', 'block_1_expand', ...), but model "
+            f"{model.name!r} is a {_model_kind(ours)}: pass keras.applications.MobileNetV3Large/Small weights "
+            "(e.g. weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5) or a checkpoint of this model"
+        )
+    if ours is None and zoo_mobilenet_v3_variant(file_layers) is not None:
+        raise ArchitectureMismatchError(
+            f"{path} holds the weights of one of our MobileNetV3 models (layers 'Conv_BN', "
+            f"'expanded_conv_..._squeeze_excite_Conv'), but model {model.name!r} is not a MobileNetV3"
+        )
+    return None
+
+
+def _h5_weight_values(path: str) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Layer name -> (weight name without `:0`, value) per weight, as stored in a Keras HDF5 file."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        for layer in _h5_layer_names(path):
+            if layer not in group:
+                out[layer] = []
+                continue
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in group[layer].attrs.get("weight_names", [])]
+            out[layer] = [(n.split(":")[0], np.asarray(group[layer][n])) for n in names]
+    return out
+
+
+def load_keras_mobilenet_v3_weights(model: keras.Model, path: str, variant: str) -> ImportReport:
+    """Loads keras.applications.MobileNetV3{Large,Small} weights from the HDF5 file at `path` into our
+    MobileNetV3 `model` through `keras_mobilenet_v3_layer_map(variant)`.
+
+    Layers of the stage DeepLab's _seg variant halves whose shapes differ from the file's are skipped with
+    that reason (left at initialisation; their tensors are listed unused). Any other shape difference is a
+    ShapeMismatchError naming both tensors, raised before anything is assigned. The Keras model's
+    `Conv_2` / `Logits` (include_top) are unused; its Rescaling layer (include_preprocessing: [0, 255] ->
+    [-1, 1]) has no weights and no counterpart, which the report notes: our models take normalised input.
+
+    Numerically, the imported layers compute Keras' functions but for the squeeze-and-excitation gate:
+    Keras' hard sigmoid is relu6(x + 3) / 6, ours TF-slim's relu6(x + 3) * 0.16667 (2e-5 larger, relative).
+    Keras' stride-2 depthwise pads with ZeroPadding2D(correct_pad) then "valid", which is TF's "same".
+    """
+    rows = keras_mobilenet_v3_layer_map(variant)
+    by_keras = {row.keras: row for row in rows}
+    layers = {layer.name: layer for layer in _layers_with_weights(model)}
+    stored = _h5_weight_values(path)
+    first, last = V3_HALVED_FROM[variant], _V3_LAST_BLOCK_OF[variant]
+    why = (
+        f"DeepLab's mobilenet_v3_{variant}_seg halves the last stage (blocks {first}-{last} and Conv_1), "
+        "so ImageNet's shapes do not fit; left at initialisation"
+    )
+    report = ImportReport(
+        path, HDF5, layers_total=len(layers), name_map=f"the keras.applications.{KERAS_MOBILENET_V3[variant]} name map"
+    )
+    assignments = []
+    halved: dict[str, list] = {}  # Keras scope (block or Conv_1) -> its skipped layers
+    for keras_name, tensors in stored.items():
+        row = by_keras.get(keras_name)
+        if not tensors or row is None:
+            continue
+        layer = layers.get(row.ours)
+        if layer is None:
+            report.skipped.append(f"{keras_name} -> {row.ours}: model {model.name!r} has no such layer")
+            continue
+        ours = layer.weights
+        if len(ours) != len(tensors):
+            raise ShapeMismatchError(
+                f"{path}: layer {keras_name} holds {len(tensors)} tensors ({[n for n, _ in tensors]}) but our "
+                f"{row.ours} has {len(ours)} ({[weight_id(w) for w in ours]})"
+            )
+        differing = [(n, v, w) for (n, v), w in zip(tensors, ours) if tuple(v.shape) != tuple(w.shape)]
+        if differing:
+            name, value, weight = differing[0]
+            if row.halved:  # reported per block (and for Conv_1), below
+                halved.setdefault(keras_name.split("/")[0], []).append((keras_name, name, value, weight))
+                continue
+            raise ShapeMismatchError(
+                f"{path}: tensor {name} has shape {list(value.shape)} but our {weight_id(weight)} has "
+                f"{list(weight.shape)} (model {model.name!r}: keras.applications.{KERAS_MOBILENET_V3[variant]} "
+                "of another alpha, or our model of another width?)"
+            )
+        assignments.append((layer, [v for _, v in tensors]))
+        report.matched += [(weight_id(w), n) for (n, _), w in zip(tensors, ours)]
+    if not assignments:
+        raise ArchitectureMismatchError(
+            f"no layer of {path} maps to a layer of model {model.name!r} through the "
+            f"keras.applications.{KERAS_MOBILENET_V3[variant]} name map"
+        )
+    for layer, values in assignments:
+        layer.set_weights(values)
+    for scope, skips in halved.items():
+        _, name, value, weight = skips[0]
+        block = scope.startswith("expanded_conv")
+        parts = ", ".join(k[len(scope) + 1 :] if block else k for k, *_ in skips)
+        ours = f"{scope}_*" if block else ", ".join(by_keras[k].ours for k, *_ in skips)
+        report.skipped.append(
+            f"{scope} -> {ours}: {len(skips)} layers ({parts}) of other shapes, e.g. {name} {list(value.shape)} vs "
+            f"our {weight_id(weight)} {list(weight.shape)}: {why}"
+        )
+    report.layers_matched = len(assignments)
+    used = {name for _, name in report.matched}
+    report.unused = [n for tensors in stored.values() for n, _ in tensors if n not in used]
+    for name in stored:
+        if name.split("/")[0].startswith("rescaling"):
+            report.skipped.append(
+                f"{name}: Keras' include_preprocessing Rescaling ([0, 255] -> [-1, 1]) has no counterpart; "
+                "our model takes images already normalised to [-1, 1] (describe(model).normalization)"
+            )
+    return report.finish(model)
+
+
 def load_hdf5_weights(model: keras.Model, path: str) -> ImportReport:
     """Loads weights from the Keras HDF5 file at `path` into the layers of `model` with the same names.
 
     Returns the report, and prints it. Raises ValueError for a file that is not a
     Keras weights file, shares no layer name with the model, or holds a weight of
     another shape than the model's layer of that name (call `load_weights` for the
-    missing-file check).
+    missing-file check). A keras.applications MobileNetV3 file goes through the
+    name map instead (`load_keras_mobilenet_v3_weights`); a file of another
+    MobileNet than the model's is an ArchitectureMismatchError.
     """
+    variant = _check_architecture(model, path, _h5_layer_names(path))
+    if variant is not None:
+        return load_keras_mobilenet_v3_weights(model, path, variant)
     layers = {layer.name: layer for layer in _layers_with_weights(model)}
     stored = _h5_weight_names(path)
     matched_layers = [name for name in stored if name in layers]

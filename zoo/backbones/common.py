@@ -9,10 +9,12 @@ from inference.description import OUTPUT_STRIDES as VALID_OUTPUT_STRIDES
 
 
 class Backbone(NamedTuple):
-    """Backbone outputs: deep features at the output stride, low-level features at stride 4."""
+    """Backbone outputs: deep features at the output stride, low-level features at stride 4 (and, where the
+    backbone has DeepLab's stride-8 decoder end point, those at stride 8: MobileNetV3's LR-ASPP decoder)."""
 
     features: Any
     low_level: Any
+    stride8: Any = None
 
 
 class LayerStep(NamedTuple):
