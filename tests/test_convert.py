@@ -135,12 +135,12 @@ def _pyramid_filters(tflite: bytes, rates) -> dict[str, list]:
 
 
 @pytest.mark.slow
-def test_separable_ksac_keeps_one_buffer_per_shared_kernel_natively_on_gpu_and_in_mediapipe(
-        make_tiny_export_model, make_image_sensitive_model, assert_runs_on_gpu, assert_int8_parity, wrong_kernel_parity,
-        tmp_path):  # fmt: skip
+def test_separable_ksac_keeps_one_buffer_per_shared_kernel_natively_and_on_gpu(
+        make_tiny_export_model, make_image_sensitive_model, assert_runs_on_gpu, assert_int8_parity, wrong_kernel_parity):  # fmt: skip
     """Separable KSAC in fp32, fp16 and int8: one buffer for the shared depthwise kernel and one for the
     shared pointwise kernel, native dilated DEPTHWISE_CONV_2D (no SPACE_TO_BATCH_ND), parity with Keras,
-    fully on LiteRT's GPU accelerator, and MediaPipe's segmenter runs the int8 file with our arg-max."""
+    fully on LiteRT's GPU accelerator. (MediaPipe's segmenter on a separable KSAC int8 file:
+    tests/test_mobilenet_v3_export.py.)"""
     model = make_tiny_export_model("mobilenetv2_ksac_separable")
     rates = [6, 12, 18]
     for precision in ("fp32", "fp16", "int8"):
@@ -164,18 +164,12 @@ def test_separable_ksac_keeps_one_buffer_per_shared_kernel_natively_on_gpu_and_i
                 assert len({tuple(np.round(t.quantization.scale, 9)) for t in tensors}) == 3
         else:
             assert report["argmax_agreement"] >= 0.999 and report["max_abs_diff"] < (1e-3 if precision == "fp32" else 0.01)
-    # MediaPipe on a model whose label maps vary over an image.
-    names = ["bg", "a", "b", "c", "d"]
-    sensitive = make_image_sensitive_model("mobilenetv2_ksac_separable", num_classes=5, label_names=names)
+    # A model whose label maps vary over an image: its parity bounds catch either shared kernel made wrong.
+    sensitive = make_image_sensitive_model("mobilenetv2_ksac_separable", num_classes=5)
     int8 = export_tflite(sensitive, "int8", **FAST)
     assert_int8_parity(int8.report, *IMAGE_SENSITIVE_SEPARABLE_PARITY)
     for kind in ("depthwise", "pointwise"):
         assert refuses(IMAGE_SENSITIVE_SEPARABLE_PARITY, wrong_kernel_parity(sensitive, int8.tflite, kind)), kind
-    path = tmp_path / "separable_int8.tflite"
-    path.write_bytes(int8.tflite)
-    seen = mediapipe_check.check(str(path), count=4, non_square=False)
-    assert seen["mediapipe_labels"] == names and seen["classes_in_masks"] >= 3
-    assert seen["agreement_input_size"] >= 0.999, seen
 
 
 @pytest.mark.slow

@@ -46,6 +46,7 @@ KINDS = [
     ("mobilenetv2_aspp", "fp32", {}),
     ("mobilenetv2_aspp", "int8", {}),
     ("mobilenetv2_ksac_separable", "int8", {}),
+    ("mobilenetv3_large_ksac_separable", "int8", {}),  # hard swish as ADD/MUL/MUL, squeeze-and-excitation, 5x5 depthwise
 ]
 # Files of a model whose arg-max map has several classes (see the module docstring).
 MULTICLASS = [("mobilenetv2_ksac", "fp32", {}), ("mobilenetv2_ksac", "int8", {})]

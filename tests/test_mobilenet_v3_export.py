@@ -1,6 +1,6 @@
 """MobileNetV3's KSAC through the deployment checks: fp32/int8 export with one buffer per shared kernel,
-parity with Keras, the int8 hard swish in the form XNNPACK runs, the GPU accelerator (llvmpipe in CI), ARM64
-kernels and MediaPipe's segmenter."""
+parity with Keras, the int8 hard swish in the form XNNPACK runs, the GPU accelerator (llvmpipe in CI) and
+MediaPipe's segmenter (ARM64 kernels: tests/test_inference_arm.py's KINDS)."""
 
 import numpy as np
 import pytest
@@ -29,11 +29,11 @@ def _ops(tflite: bytes) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_mobilenet_v3_ksac_exports_with_shared_kernels_on_gpu_arm64_and_mediapipe(
+def test_mobilenet_v3_ksac_exports_with_shared_kernels_on_gpu_and_mediapipe(
         make_tiny_export_model, make_image_sensitive_model, assert_runs_on_gpu, assert_int8_parity, tmp_path):  # fmt: skip
     model = make_tiny_export_model(MODEL, **TINY)
     for precision in ("fp32", "int8"):  # fp16 is fp32's graph with fp16 weights (tests/test_convert.py covers it)
-        result = export_tflite(model, precision, check_gpu=True, check_arm=precision == "int8", **FAST)
+        result = export_tflite(model, precision, check_gpu=True, **FAST)
         report, ops = result.report, _ops(result.tflite)
         assert_runs_on_gpu(report)
         assert report["shared_kernel_buffers_per_kernel"] == {"depthwise": 1, "pointwise": 1}, report
@@ -42,7 +42,6 @@ def test_mobilenet_v3_ksac_exports_with_shared_kernels_on_gpu_arm64_and_mediapip
             assert_int8_parity(report, *INT8_PARITY)
             # XNNPACK has no int8 HARD_SWISH: the exporter writes it as ADD(relu6) + MUL + MUL (convert/graph.py).
             assert "HARD_SWISH" not in ops and ops["MUL"] > 20, ops
-            assert report["arm_argmax_agreement"] == 100.0 and report["arm_max_abs_diff"] == 0, report
         else:
             assert ops["HARD_SWISH"] >= 10, ops  # fused: float XNNPACK and the GPU run it natively
             assert report["argmax_agreement"] >= 0.999 and report["max_abs_diff"] < 1e-3

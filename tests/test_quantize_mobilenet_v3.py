@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from quantize.annotate import copy_trained_weights, float_layers, layer_variables, quantize_model, quantize_scope
+from quantize.annotate import layer_variables, quantize_model
 from quantize.calibrate import calibrate_ranges, inference_layers, qat_activation_ranges
 from quantize.checks import int8_rules
 from quantize.quantize_configs import OutputQuantizeConfig
-from zoo.layers import HardSigmoid, HardSwish
+from zoo.layers import HardSwish
 
 pytestmark = [pytest.mark.trains, pytest.mark.xdist_group("qat_mobilenet_v3")]
 
@@ -27,7 +27,7 @@ def _variable_names(wrapper) -> list[str]:
 
 
 @pytest.mark.slow
-def test_small_lraspp_qat_quantizes_the_new_layers_trains_a_step_and_reloads(make_tiny_export_model, make_tiny_model, tmp_path):
+def test_small_lraspp_qat_quantizes_the_new_layers_and_trains_a_step(make_tiny_export_model):
     model = make_tiny_export_model("mobilenetv3_small_lraspp")
     qat = quantize_model(model)
     configs = {type(layer.layer).__name__: type(layer.quantize_config) for layer in qat.layers if hasattr(layer, "quantize_config")}
@@ -60,21 +60,6 @@ def test_small_lraspp_qat_quantizes_the_new_layers_trains_a_step_and_reloads(mak
         loss = qat.train_on_batch(x, labels)
     assert np.isfinite(loss)
     assert not np.allclose(se_kernel.numpy(), kernel)
-
-    # The QAT model's config deserializes inside quantize_scope (the zoo's layers and OutputQuantizeConfig
-    # are registered). (Reloading a whole QAT .keras file fails for every tfmot model, MobileNetV2's too:
-    # tfmot builds its input QuantizeLayer twice on load, tensorflow/model-optimization#1123; qat.py saves
-    # the plain model and tf.train checkpoints instead.)
-    with quantize_scope():
-        reloaded = keras.Model.from_config(qat.get_config())
-    assert copy_trained_weights(qat, reloaded) > 0
-    assert sum(isinstance(layer, (HardSwish, HardSigmoid)) for layer in float_layers(reloaded)) == 28
-    assert {type(layer.quantize_config) for layer in reloaded.layers if
-            isinstance(getattr(layer, "layer", None), (HardSwish, HardSigmoid, keras.layers.Multiply))} == {OutputQuantizeConfig}
-    # And its weights go back into a plain model, layer by layer.
-    plain = make_tiny_model("mobilenetv3_small_lraspp")
-    assert copy_trained_weights(reloaded, plain) == sum(1 for layer in plain.layers if layer_variables(layer))
-    np.testing.assert_allclose(plain.get_layer("expanded_conv_squeeze_excite_Conv_1").kernel.numpy(), se_kernel.numpy())
 
 
 @pytest.fixture(scope="module")
