@@ -114,7 +114,7 @@ def qat_activation_ranges(qat_model: keras.Model) -> dict[str, tuple[float, floa
     from quantize.annotate import _inner
     from zoo.layers import HardSigmoid, HardSwish
 
-    hard_sigmoid_wrappers = {layer.name for layer in qat_model.layers if isinstance(_inner(layer), (HardSigmoid, HardSwish))}
+    several_ops = {layer.name for layer in qat_model.layers if isinstance(_inner(layer), (HardSigmoid, HardSwish))}
     bounds: dict[str, dict[str, float]] = {}
     for variable in range_variables(qat_model):
         wrapper, _, name = variable.name.split(":")[0].rpartition("/")
@@ -127,7 +127,7 @@ def qat_activation_ranges(qat_model: keras.Model) -> dict[str, tuple[float, floa
             layer = wrapper[len("quant_"):]
             part = name[: -len("_post_activation")] if name.endswith("_post_activation") else ""
             key = f"{layer}/{part}" if part else layer
-            if f"quant_{layer}" in hard_sigmoid_wrappers:
+            if f"quant_{layer}" in several_ops:
                 continue
         bounds.setdefault(key, {})[bound] = float(np.asarray(variable.numpy()).reshape(-1)[0])
     return {key: (b["min"], b["max"]) for key, b in bounds.items() if "min" in b and "max" in b}

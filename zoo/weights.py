@@ -145,15 +145,22 @@ def _h5_layer_names(path: str) -> list[str]:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
-def _h5_weight_names(path: str) -> dict[str, list[str]]:
-    """Layer name -> the names of its weights, as stored in a Keras HDF5 file."""
+def _h5_weights(path: str, values: bool = False) -> dict[str, list[tuple[str, np.ndarray | None]]]:
+    """Layer name -> (weight name without `:0`, its value if `values`, else None) per weight, as stored in a
+    Keras HDF5 file."""
     out = {}
     with h5py.File(path, "r") as f:
         group = f["model_weights"] if "model_weights" in f else f
         for layer in _h5_layer_names(path):
-            names = group[layer].attrs.get("weight_names", []) if layer in group else []
-            out[layer] = [(n.decode() if isinstance(n, bytes) else str(n)).split(":")[0] for n in names]
+            stored = group[layer].attrs.get("weight_names", []) if layer in group else []
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in stored]
+            out[layer] = [(n.split(":")[0], np.asarray(group[layer][n]) if values else None) for n in names]
     return out
+
+
+def _h5_weight_names(path: str) -> dict[str, list[str]]:
+    """Layer name -> the names of its weights, as stored in a Keras HDF5 file."""
+    return {layer: [name for name, _ in weights] for layer, weights in _h5_weights(path).items()}
 
 
 _DATA_SHARD = re.compile(r"\.data-\d{5}-of-\d{5}$")
@@ -335,20 +342,6 @@ def _check_architecture(model: keras.Model, path: str, file_layers: list[str]) -
     return None
 
 
-def _h5_weight_values(path: str) -> dict[str, list[tuple[str, np.ndarray]]]:
-    """Layer name -> (weight name without `:0`, value) per weight, as stored in a Keras HDF5 file."""
-    out = {}
-    with h5py.File(path, "r") as f:
-        group = f["model_weights"] if "model_weights" in f else f
-        for layer in _h5_layer_names(path):
-            if layer not in group:
-                out[layer] = []
-                continue
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in group[layer].attrs.get("weight_names", [])]
-            out[layer] = [(n.split(":")[0], np.asarray(group[layer][n])) for n in names]
-    return out
-
-
 def load_keras_mobilenet_v3_weights(model: keras.Model, path: str, variant: str) -> ImportReport:
     """Loads keras.applications.MobileNetV3{Large,Small} weights from the HDF5 file at `path` into our
     MobileNetV3 `model` through `keras_mobilenet_v3_layer_map(variant)`.
@@ -366,7 +359,7 @@ def load_keras_mobilenet_v3_weights(model: keras.Model, path: str, variant: str)
     rows = keras_mobilenet_v3_layer_map(variant)
     by_keras = {row.keras: row for row in rows}
     layers = {layer.name: layer for layer in _layers_with_weights(model)}
-    stored = _h5_weight_values(path)
+    stored = _h5_weights(path, values=True)
     first, last = V3_HALVED_FROM[variant], _V3_LAST_BLOCK_OF[variant]
     why = (
         f"DeepLab's mobilenet_v3_{variant}_seg halves the last stage (blocks {first}-{last} and Conv_1), "

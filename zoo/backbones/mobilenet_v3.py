@@ -169,9 +169,7 @@ def mobilenet_v3(inputs, spec: MobileNetV3Spec, output_stride: int = 32, width: 
         step = tracker.step(block.stride)
         x, depthwise_out = _bneck(x, block_id, block, step.stride, step.rate, channels)
         end_points[block_id] = depthwise_out
-    x = keras.layers.Conv2D(channels(spec.last_conv), 1, use_bias=False, name="Conv_1")(x)
-    x = batch_norm("Conv_1_BN", **_BN)(x)
-    x = HardSwish(name="Conv_1_activation")(x)
+    x = _conv_bn_act(x, channels(spec.last_conv), 1, 1, True, "Conv_1")
     return Backbone(features=x, low_level=end_points[spec.stride4_block], stride8=end_points[spec.stride8_block])
 
 
